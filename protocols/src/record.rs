@@ -1,0 +1,430 @@
+//! The records this crate produces: one [`Exchange`] per request/response pair
+//! (HTTP/1.x) or per stream (HTTP/2), whatever the protocol underneath.
+//!
+//! Everything a user sees (`sniff --proto http`, `--json`, replays) is built from
+//! these types, so they carry what was seen and flags for what was not.
+
+use std::fmt;
+
+/// Which way bytes moved, seen from the traced process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// Written by the traced process (write, send, ...).
+    Egress,
+    /// Read by the traced process (read, recv, ...).
+    Ingress,
+}
+
+impl Direction {
+    /// The other direction of the same connection.
+    pub fn opposite(self) -> Direction {
+        match self {
+            Direction::Egress => Direction::Ingress,
+            Direction::Ingress => Direction::Egress,
+        }
+    }
+
+    /// 0 for egress, 1 for ingress: an index into per-direction arrays.
+    pub fn index(self) -> usize {
+        match self {
+            Direction::Egress => 0,
+            Direction::Ingress => 1,
+        }
+    }
+}
+
+/// Which end of the connection the traced process is, inferred from the bytes
+/// (it sends requests: client; it sends responses: server).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Side {
+    Client,
+    Server,
+}
+
+impl Side {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Client => "client",
+            Side::Server => "server",
+        }
+    }
+}
+
+/// The wire protocol an exchange was carried by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Proto {
+    Http1,
+    Http2,
+}
+
+impl Proto {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Proto::Http1 => "http1",
+            Proto::Http2 => "http2",
+        }
+    }
+}
+
+/// An ordered header list stored in one buffer: names as sent, duplicates
+/// kept. Two allocations per list instead of two per header.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Headers {
+    bytes: Vec<u8>,
+    fields: Vec<Field>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct Field {
+    name_end: u32,
+    value_end: u32,
+    flags: u8,
+}
+
+/// The header value could not be recovered (e.g. an HPACK reference to a
+/// dynamic table entry inserted before capture began); the stored value is a
+/// human-readable placeholder such as `<unknown: dynamic index 70>`.
+pub const FIELD_UNKNOWN: u8 = 1 << 0;
+/// The value was cut at the header size cap.
+pub const FIELD_TRUNCATED: u8 = 1 << 1;
+/// HPACK never-indexed literal (RFC 7541 §6.2.3): the sender marked it sensitive.
+pub const FIELD_NEVER_INDEXED: u8 = 1 << 2;
+
+impl Headers {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn with_capacity(fields: usize, bytes: usize) -> Self {
+        Headers {
+            bytes: Vec::with_capacity(bytes),
+            fields: Vec::with_capacity(fields),
+        }
+    }
+
+    pub fn push(&mut self, name: &[u8], value: &[u8]) {
+        self.push_flagged(name, value, 0);
+    }
+
+    pub fn push_flagged(&mut self, name: &[u8], value: &[u8], flags: u8) {
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(name);
+        let name_end = self.bytes.len();
+        self.bytes.extend_from_slice(value);
+        debug_assert!(start <= name_end);
+        self.fields.push(Field {
+            name_end: name_end as u32,
+            value_end: self.bytes.len() as u32,
+            flags,
+        });
+    }
+
+    pub fn len(&self) -> usize {
+        self.fields.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty()
+    }
+
+    /// Bytes used by names and values together.
+    pub fn byte_len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.fields.clear();
+    }
+
+    /// (name, value, flags) in the order they were sent.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8], u8)> + '_ {
+        let mut start = 0usize;
+        self.fields.iter().map(move |f| {
+            let name = &self.bytes[start..f.name_end as usize];
+            let value = &self.bytes[f.name_end as usize..f.value_end as usize];
+            start = f.value_end as usize;
+            (name, value, f.flags)
+        })
+    }
+
+    /// The first value of `name`, compared ASCII case-insensitively.
+    pub fn get(&self, name: &[u8]) -> Option<&[u8]> {
+        self.iter()
+            .find(|(n, _, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v, _)| v)
+    }
+
+    /// Every value of `name`, compared ASCII case-insensitively.
+    pub fn get_all<'a>(&'a self, name: &'a [u8]) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.iter()
+            .filter(move |(n, _, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v, _)| v)
+    }
+
+    /// True if any field carries [`FIELD_UNKNOWN`].
+    pub fn has_unknown(&self) -> bool {
+        self.fields.iter().any(|f| f.flags & FIELD_UNKNOWN != 0)
+    }
+}
+
+impl fmt::Debug for Headers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.iter().map(|(n, v, fl)| {
+                (
+                    String::from_utf8_lossy(n).into_owned(),
+                    String::from_utf8_lossy(v).into_owned(),
+                    fl,
+                )
+            }))
+            .finish()
+    }
+}
+
+/// One side of an exchange: a request or a response.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Message {
+    /// Header fields as sent; for HTTP/2 this includes pseudo-headers
+    /// (`:method`, `:path`, ...), in order.
+    pub headers: Headers,
+    /// Trailer fields (chunked trailers, HTTP/2 trailing HEADERS).
+    pub trailers: Headers,
+    /// Body bytes as framed on the wire (after de-chunking; before any
+    /// content decoding). Counted even when not captured.
+    pub body_len: u64,
+    /// The first bytes of the body, up to the configured preview size.
+    pub body_preview: Vec<u8>,
+    /// Timestamp (ns, the capture clock) of this message's first byte.
+    pub first_ns: u64,
+    /// Timestamp (ns) of this message's last byte.
+    pub last_ns: u64,
+    /// Bytes of the message on the wire (head + framing + body).
+    pub wire_len: u64,
+}
+
+/// gRPC details of an HTTP/2 exchange whose content-type is `application/grpc*`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Grpc {
+    /// From `:path` = `/package.Service/Method`.
+    pub service: String,
+    pub method: String,
+    /// Length-prefixed messages seen in the request and response bodies.
+    pub req_messages: u32,
+    pub resp_messages: u32,
+    /// Some message had the compressed flag set.
+    pub compressed: bool,
+    /// Inferred from message counts: unary, server_streaming, client_streaming, bidi_streaming.
+    pub kind: GrpcKind,
+    /// `grpc-status` from trailers (or a trailers-only response).
+    pub status: Option<u32>,
+    /// `grpc-message`, percent-decoded.
+    pub message: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum GrpcKind {
+    #[default]
+    Unary,
+    ServerStreaming,
+    ClientStreaming,
+    BidiStreaming,
+}
+
+impl GrpcKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrpcKind::Unary => "unary",
+            GrpcKind::ServerStreaming => "server_streaming",
+            GrpcKind::ClientStreaming => "client_streaming",
+            GrpcKind::BidiStreaming => "bidi_streaming",
+        }
+    }
+}
+
+/// What went wrong or was unusual while rebuilding an exchange. Bit flags so a
+/// record can carry several; [`Flags::names`] gives their stable names for
+/// output.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Flags(pub u32);
+
+macro_rules! flags {
+    ($($(#[$doc:meta])* $name:ident = $bit:expr, $text:literal;)*) => {
+        impl Flags {
+            $($(#[$doc])* pub const $name: Flags = Flags(1 << $bit);)*
+            const NAMES: &'static [(Flags, &'static str)] = &[$((Flags::$name, $text)),*];
+        }
+    };
+}
+
+flags! {
+    /// A body (or payload) was cut by a capture cap; lengths are still exact.
+    TRUNCATED = 0, "truncated";
+    /// Bytes of this exchange were lost (a gap in the captured stream).
+    GAP = 1, "gap";
+    /// The parser skipped bytes to find the next message boundary before this one.
+    RESYNCED = 2, "resynced";
+    /// The connection closed (or capture ended) before the exchange finished;
+    /// e.g. a request without a response.
+    INCOMPLETE = 3, "incomplete";
+    /// Framing was malformed or conflicting (bad chunk size, two different
+    /// Content-Lengths, header overflow, HPACK error).
+    INVALID = 4, "invalid";
+    /// Some header could not be decoded (HTTP/2 joined mid-connection).
+    HEADERS_PARTIAL = 5, "headers_partial";
+    /// A header list or value hit its size cap.
+    HEADERS_TRUNCATED = 6, "headers_truncated";
+    /// HTTP/2 stream ended by RST_STREAM.
+    RESET = 7, "reset";
+    /// HTTP/2 server push (the request is the PUSH_PROMISE).
+    PUSH = 8, "push";
+    /// Switching Protocols: what follows is another protocol.
+    UPGRADE = 9, "upgrade";
+    /// CONNECT tunnel established: what follows is opaque.
+    TUNNEL = 10, "tunnel";
+    /// The connection was joined mid-way (no preface / first bytes not seen).
+    LATE_JOIN = 11, "late_join";
+    /// GOAWAY received for this stream (stream id above last-stream-id).
+    GOAWAY = 12, "goaway";
+    /// Response seen without its request (e.g. the request was before capture).
+    NO_REQUEST = 13, "no_request";
+}
+
+impl Flags {
+    pub const NONE: Flags = Flags(0);
+
+    pub fn contains(self, other: Flags) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    pub fn insert(&mut self, other: Flags) {
+        self.0 |= other.0;
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// Stable lowercase names of the set flags, in bit order.
+    pub fn names(self) -> impl Iterator<Item = &'static str> {
+        Self::NAMES
+            .iter()
+            .filter(move |(f, _)| self.contains(*f))
+            .map(|(_, n)| *n)
+    }
+}
+
+impl std::ops::BitOr for Flags {
+    type Output = Flags;
+    fn bitor(self, rhs: Flags) -> Flags {
+        Flags(self.0 | rhs.0)
+    }
+}
+
+impl std::ops::BitOrAssign for Flags {
+    fn bitor_assign(&mut self, rhs: Flags) {
+        self.0 |= rhs.0;
+    }
+}
+
+impl fmt::Debug for Flags {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.names()).finish()
+    }
+}
+
+/// One request and its response (HTTP/1.x), or one stream (HTTP/2).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Exchange {
+    pub proto: Proto,
+    /// The traced process's end of the connection.
+    pub side: Side,
+    /// HTTP/2 stream id; `None` for HTTP/1.x.
+    pub stream_id: Option<u32>,
+    /// Request method (`:method` for HTTP/2); empty if the request was not seen.
+    pub method: String,
+    /// Request target as sent (`:path` for HTTP/2).
+    pub path: String,
+    /// `Host` (HTTP/1) or `:authority` (HTTP/2).
+    pub authority: Option<String>,
+    /// `HTTP/1.0`, `HTTP/1.1` or `HTTP/2`.
+    pub version: &'static str,
+    /// Final status code; `None` if no response was seen.
+    pub status: Option<u16>,
+    /// HTTP/1 reason phrase.
+    pub reason: Option<String>,
+    /// Status codes of interim (1xx) responses before the final one, in order.
+    pub interim: Vec<u16>,
+    pub request: Message,
+    pub response: Option<Message>,
+    pub grpc: Option<Grpc>,
+    /// HTTP/2 RST_STREAM error code, if the stream was reset.
+    pub reset_code: Option<u32>,
+    pub flags: Flags,
+}
+
+impl Exchange {
+    /// An empty exchange to be filled in by a parser.
+    pub fn new(proto: Proto, side: Side) -> Self {
+        Exchange {
+            proto,
+            side,
+            stream_id: None,
+            method: String::new(),
+            path: String::new(),
+            authority: None,
+            version: match proto {
+                Proto::Http1 => "HTTP/1.1",
+                Proto::Http2 => "HTTP/2",
+            },
+            status: None,
+            reason: None,
+            interim: Vec::new(),
+            request: Message::default(),
+            response: None,
+            grpc: None,
+            reset_code: None,
+            flags: Flags::NONE,
+        }
+    }
+
+    /// Time from the request's first byte to the response's last byte, if both
+    /// were seen.
+    pub fn latency_ns(&self) -> Option<u64> {
+        let resp = self.response.as_ref()?;
+        if self.request.first_ns == 0 {
+            return None;
+        }
+        Some(resp.last_ns.saturating_sub(self.request.first_ns))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_keep_order_duplicates_and_case() {
+        let mut h = Headers::new();
+        h.push(b"Host", b"a");
+        h.push(b"Set-Cookie", b"x=1");
+        h.push(b"set-cookie", b"y=2");
+        h.push_flagged(b"x-late", b"<unknown: dynamic index 70>", FIELD_UNKNOWN);
+        let all: Vec<_> = h.iter().map(|(n, v, _)| (n.to_vec(), v.to_vec())).collect();
+        assert_eq!(all[1], (b"Set-Cookie".to_vec(), b"x=1".to_vec()));
+        assert_eq!(all[2], (b"set-cookie".to_vec(), b"y=2".to_vec()));
+        assert_eq!(h.get(b"HOST"), Some(&b"a"[..]));
+        assert_eq!(h.get_all(b"set-cookie").count(), 2);
+        assert!(h.has_unknown());
+        assert_eq!(h.len(), 4);
+    }
+
+    #[test]
+    fn flag_names_are_stable() {
+        let f = Flags::GAP | Flags::INCOMPLETE | Flags::HEADERS_PARTIAL;
+        assert_eq!(
+            f.names().collect::<Vec<_>>(),
+            ["gap", "incomplete", "headers_partial"]
+        );
+    }
+}
