@@ -49,7 +49,7 @@ pub enum LoadError {
     )]
     NoObject,
     #[error("loading the eBPF object failed: {0}")]
-    Ebpf(#[from] aya::EbpfError),
+    Ebpf(#[source] Box<aya::EbpfError>),
     #[error("program {name} is missing from the eBPF object")]
     MissingProgram { name: &'static str },
     #[error("loading program {name} failed: {detail}")]
@@ -60,13 +60,13 @@ pub enum LoadError {
         category: &'static str,
         tracepoint: &'static str,
         #[source]
-        source: ProgramError,
+        source: Box<ProgramError>,
     },
     #[error("eBPF map {name}: {source}")]
     Map {
         name: &'static str,
         #[source]
-        source: MapError,
+        source: Box<MapError>,
     },
 }
 
@@ -135,21 +135,6 @@ pub struct KernelStats(pub [u64; stat::COUNT as usize]);
 impl KernelStats {
     pub fn get(&self, index: u32) -> u64 {
         self.0[index as usize]
-    }
-
-    /// Anything lost or cut short.
-    pub fn any_loss(&self) -> bool {
-        [
-            stat::RINGBUF_DROPS,
-            stat::TRUNCATED_SYSCALLS,
-            stat::READ_FAILURES,
-            stat::PENDING_FULL,
-            stat::CONNS_FULL,
-            stat::LOST_CONN,
-            stat::KERNEL_READ_FAILURES,
-        ]
-        .iter()
-        .any(|&i| self.get(i) != 0)
     }
 }
 
@@ -267,46 +252,11 @@ impl Probes {
             .override_global("OFFSETS", &offsets, true)
             .map_max_entries("SCRATCH", cpus)
             .map_max_entries("EVENTS", ring_size(cfg.ring_bytes))
-            .load(PROBE_OBJECT)?;
+            .load(PROBE_OBJECT)
+            .map_err(|e| LoadError::Ebpf(Box::new(e)))?;
 
-        {
-            let mut pids: BpfHashMap<_, u32, u8> =
-                BpfHashMap::try_from(ebpf.map_mut("PIDS").ok_or(LoadError::Map {
-                    name: "PIDS",
-                    source: MapError::InvalidName {
-                        name: "PIDS".into(),
-                    },
-                })?)
-                .map_err(|source| LoadError::Map {
-                    name: "PIDS",
-                    source,
-                })?;
-            for pid in &cfg.pids {
-                pids.insert(pid, &1, 0).map_err(|source| LoadError::Map {
-                    name: "PIDS",
-                    source,
-                })?;
-            }
-        }
-        {
-            let mut ports: BpfHashMap<_, u16, u8> =
-                BpfHashMap::try_from(ebpf.map_mut("PORTS").ok_or(LoadError::Map {
-                    name: "PORTS",
-                    source: MapError::InvalidName {
-                        name: "PORTS".into(),
-                    },
-                })?)
-                .map_err(|source| LoadError::Map {
-                    name: "PORTS",
-                    source,
-                })?;
-            for port in &cfg.ports {
-                ports.insert(port, &1, 0).map_err(|source| LoadError::Map {
-                    name: "PORTS",
-                    source,
-                })?;
-            }
-        }
+        fill_set::<u32>(&mut ebpf, "PIDS", &cfg.pids)?;
+        fill_set::<u16>(&mut ebpf, "PORTS", &cfg.ports)?;
 
         let mut attached = 0;
         for &(name, category, tracepoint) in PROGRAMS {
@@ -336,30 +286,18 @@ impl Probes {
             })?;
             program
                 .attach(category, tracepoint)
-                .map_err(|source| LoadError::Attach {
+                .map_err(|e| LoadError::Attach {
                     name,
                     category,
                     tracepoint,
-                    source,
+                    source: Box::new(e),
                 })?;
             attached += 1;
         }
 
-        let ring =
-            RingBuf::try_from(take(&mut ebpf, "EVENTS")?).map_err(|source| LoadError::Map {
-                name: "EVENTS",
-                source,
-            })?;
-        let stats =
-            PerCpuArray::try_from(take(&mut ebpf, "STATS")?).map_err(|source| LoadError::Map {
-                name: "STATS",
-                source,
-            })?;
-        let conns =
-            BpfHashMap::try_from(take(&mut ebpf, "CONNS")?).map_err(|source| LoadError::Map {
-                name: "CONNS",
-                source,
-            })?;
+        let ring = RingBuf::try_from(take(&mut ebpf, "EVENTS")?).map_err(map_error("EVENTS"))?;
+        let stats = PerCpuArray::try_from(take(&mut ebpf, "STATS")?).map_err(map_error("STATS"))?;
+        let conns = BpfHashMap::try_from(take(&mut ebpf, "CONNS")?).map_err(map_error("CONNS"))?;
         Ok(Probes {
             ebpf: Some(ebpf),
             ring,
@@ -418,11 +356,32 @@ impl Probes {
     }
 }
 
-fn take(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, LoadError> {
-    ebpf.take_map(name).ok_or(LoadError::Map {
+fn map_error(name: &'static str) -> impl Fn(MapError) -> LoadError {
+    move |e| LoadError::Map {
         name,
-        source: MapError::InvalidName { name: name.into() },
-    })
+        source: Box::new(e),
+    }
+}
+
+fn take(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, LoadError> {
+    ebpf.take_map(name)
+        .ok_or_else(|| map_error(name)(MapError::InvalidName { name: name.into() }))
+}
+
+/// Puts `values` into a set-like `HashMap<T, u8>` of the programs.
+fn fill_set<T: aya::Pod>(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    values: &[T],
+) -> Result<(), LoadError> {
+    let map = ebpf
+        .map_mut(name)
+        .ok_or_else(|| map_error(name)(MapError::InvalidName { name: name.into() }))?;
+    let mut set: BpfHashMap<_, T, u8> = BpfHashMap::try_from(map).map_err(map_error(name))?;
+    for v in values {
+        set.insert(v, &1, 0).map_err(map_error(name))?;
+    }
+    Ok(())
 }
 
 /// The ring buffer size must be a power of two multiple of the page size.

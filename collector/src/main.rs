@@ -160,10 +160,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         ring_bytes: cli.ring_size,
     };
     let stop = session::stop_flag().context("installing signal handlers")?;
+    let started = std::time::Instant::now();
     let mut probes = Probes::load(&cfg)?;
     eprintln!(
-        "sniff: capturing ({} tracepoints attached). Ctrl-C to stop.",
-        probes.attached
+        "sniff: capturing ({} tracepoints attached in {:.2} s). Ctrl-C to stop.",
+        probes.attached,
+        started.elapsed().as_secs_f64()
     );
     let stdout = io::stdout().lock();
     let mut printer = RawPrinter::new(BufWriter::new(stdout), cli.json, cli.preview, Clock::new());
