@@ -25,6 +25,11 @@ impl Clock {
         }
     }
 
+    /// CLOCK_REALTIME minus CLOCK_MONOTONIC, in ns.
+    pub fn offset_ns(&self) -> i128 {
+        self.offset_ns
+    }
+
     /// Unix time in ns of a kernel timestamp.
     pub fn unix_ns(&self, ktime_ns: u64) -> i128 {
         ktime_ns as i128 + self.offset_ns

@@ -8,6 +8,7 @@ use protocols::record::Direction;
 use serde_json::json;
 
 use crate::{
+    session::Sink,
     clock::Clock,
     events::{AF_INET, AF_INET6, AF_UNIX, Conn, Data, Event},
     format::{bytes_human, preview},
@@ -237,4 +238,23 @@ pub fn stats_json(s: &KernelStats) -> serde_json::Value {
         "proto_rejected": s.get(stat::PROTO_REJECTED),
         "kernel_read_failures": s.get(stat::KERNEL_READ_FAILURES),
     })
+}
+
+impl<W: Write> Sink for RawPrinter<W> {
+    fn event(&mut self, _raw: &[u8], ev: &Event<'_>) -> io::Result<()> {
+        RawPrinter::event(self, ev)
+    }
+
+    fn tick(&mut self) -> io::Result<()> {
+        self.flush()
+    }
+
+    fn stats(&mut self, stats: &KernelStats, _malformed: u64) -> io::Result<()> {
+        RawPrinter::stats(self, stats)?;
+        self.flush()
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
+        self.flush()
+    }
 }

@@ -22,7 +22,8 @@ use crate::{
 
 /// Where events go: the raw printer, or the HTTP pipeline.
 pub trait Sink {
-    fn event(&mut self, ev: &Event<'_>) -> io::Result<()>;
+    /// One ring-buffer record, raw and parsed.
+    fn event(&mut self, raw: &[u8], ev: &Event<'_>) -> io::Result<()>;
     /// Called about once a second, and after each batch of events.
     fn tick(&mut self) -> io::Result<()> {
         Ok(())
@@ -31,6 +32,10 @@ pub trait Sink {
     fn stats(&mut self, stats: &KernelStats, malformed: u64) -> io::Result<()>;
     /// Capture is over: flush whatever is pending.
     fn finish(&mut self) -> io::Result<()>;
+    /// A line for the end-of-run report on stderr.
+    fn summary(&self) -> Option<String> {
+        None
+    }
 }
 
 pub struct Options {
@@ -112,6 +117,9 @@ pub fn run(
     }
     if opts.report {
         eprintln!("sniff: stopped. {}", loss_line(&s, malformed));
+        if let Some(line) = sink.summary() {
+            eprintln!("sniff: {line}");
+        }
     }
     Ok(s)
 }
@@ -128,7 +136,7 @@ fn drain(
                 if let Event::ProcExit(p) = &ev {
                     exited.insert(p.key.tgid);
                 }
-                sink.event(&ev)?;
+                sink.event(&item, &ev)?;
             }
             Err(_) => *malformed += 1,
         }
