@@ -1,3 +1,5 @@
+mod fixtures;
+
 fn main() -> anyhow::Result<()> {
     Ok(())
 }
