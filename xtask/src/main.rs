@@ -2,6 +2,7 @@
 //! machine up first).
 
 mod bench;
+mod fixtures;
 
 use std::process::Command;
 
@@ -29,12 +30,17 @@ enum Cmd {
         #[command(subcommand)]
         which: bench::Which,
     },
+    /// Re-record the real-peer fixtures (all, or the named ones) on loopback.
+    Fixtures {
+        names: Vec<String>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Cmd::Test { args } => test(&args),
         Cmd::Bench { which } => bench::run(which),
+        Cmd::Fixtures { names } => fixtures::record(&names),
     }
 }
 
