@@ -4,4 +4,7 @@
 //! (`collector`) and replays of recorded sessions feed it through the same entry
 //! points, so everything here is tested without a kernel.
 
+pub mod conn;
+pub mod http1;
 pub mod record;
+pub mod stream;
