@@ -50,6 +50,17 @@ pub enum HeadOutcome<T> {
     Invalid(HeadError),
 }
 
+impl<T> HeadOutcome<T> {
+    /// Keeps the outcome, changes the head.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> HeadOutcome<U> {
+        match self {
+            HeadOutcome::NeedMore => HeadOutcome::NeedMore,
+            HeadOutcome::Done { head, len } => HeadOutcome::Done { head: f(head), len },
+            HeadOutcome::Invalid(e) => HeadOutcome::Invalid(e),
+        }
+    }
+}
+
 /// Why a head is invalid.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HeadError {

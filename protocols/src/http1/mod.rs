@@ -262,22 +262,44 @@ impl Http1 {
             State::Resync => self.resync(d, head, eof),
             State::Body(body) => self.body(d, body, head, eof, out),
             State::Start => {
-                let role = self.dirs[d].role;
-                match role {
+                if self.dirs[d].fresh && head::looks_like_http1(head.bytes) == Some(false) {
+                    // Not a message start: we joined mid-message.
+                    return self.bad_head(d);
+                }
+                match self.dirs[d].role {
                     Role::Requests => self.request_head(dir, head, eof, out),
                     Role::Responses => self.response_head(dir, head, eof, may_wait, out),
-                    Role::Unknown => match head::starts_with_status(head.bytes) {
-                        None if !eof => Progress::STUCK,
-                        None => self.damaged_tail(d, head),
-                        Some(is_status) => {
-                            let req_dir = if is_status { dir.opposite() } else { dir };
-                            self.set_roles(req_dir);
-                            Progress {
-                                consumed: 0,
-                                changed: true,
-                            }
-                        }
-                    },
+                    Role::Unknown => self.first_head(dir, head, eof),
+                }
+            }
+        }
+    }
+
+    /// The first head of a connection decides which direction carries
+    /// requests; only a head that parses does.
+    fn first_head(&mut self, dir: Direction, head: Head<'_>, eof: bool) -> Progress {
+        let d = dir.index();
+        let (is_status, outcome) = match head::starts_with_status(head.bytes) {
+            None if !eof => return Progress::STUCK,
+            None => return self.damaged_tail(d, head),
+            Some(true) => (
+                true,
+                head::parse_response(head.bytes, self.limits.max_head).map(|_| ()),
+            ),
+            Some(false) => (
+                false,
+                head::parse_request(head.bytes, self.limits.max_head).map(|_| ()),
+            ),
+        };
+        match outcome {
+            HeadOutcome::NeedMore if !eof => Progress::STUCK,
+            HeadOutcome::NeedMore => self.damaged_tail(d, head),
+            HeadOutcome::Invalid(_) => self.bad_head(d),
+            HeadOutcome::Done { .. } => {
+                self.set_roles(if is_status { dir.opposite() } else { dir });
+                Progress {
+                    consumed: 0,
+                    changed: true,
                 }
             }
         }
