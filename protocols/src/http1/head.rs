@@ -214,6 +214,19 @@ pub fn parse_trailers(buf: &[u8], max_head: usize) -> HeadOutcome<Headers> {
     }
 }
 
+/// Method and target of a request head cut short, if its request line got
+/// that far.
+pub fn partial_request_line(buf: &[u8]) -> Option<(String, String)> {
+    let mut slots = [httparse::EMPTY_HEADER; FAST_HEADERS];
+    let mut req = httparse::Request::new(&mut slots);
+    match request_config().parse_request(&mut req, buf) {
+        Ok(_) | Err(httparse::Error::TooManyHeaders) => {}
+        Err(_) if req.version.is_none() => return None,
+        Err(_) => {}
+    }
+    Some((req.method?.to_owned(), req.path?.to_owned()))
+}
+
 fn partial<T>(buf: &[u8], max_head: usize) -> HeadOutcome<T> {
     if buf.len() >= max_head {
         HeadOutcome::Invalid(HeadError::Overflow)

@@ -127,6 +127,8 @@ pub struct Http1 {
     req_dir: Option<Direction>,
     stitch: Stitcher,
     switch: Option<Switch>,
+    /// A gap follows the bytes of the current step (set per step).
+    gap_next: bool,
     stats: Http1Stats,
 }
 
@@ -146,6 +148,7 @@ impl Http1 {
             req_dir: None,
             stitch: Stitcher::new(limits.max_pending),
             switch: None,
+            gap_next: false,
             stats: Http1Stats::default(),
         }
     }
@@ -199,7 +202,8 @@ impl Http1 {
                     None => break,
                 }
             }
-            let eof = stream.gap_follows() || closing;
+            self.gap_next = stream.gap_follows();
+            let eof = self.gap_next || closing;
             let may_wait = !flushing && stream.buffered() <= self.limits.wait_bytes;
             let p = self.step(dir, head, eof, may_wait, out);
             if p.consumed > 0 {
@@ -384,7 +388,28 @@ impl Http1 {
         let parsed = head::parse_request(head.bytes, self.limits.max_head);
         let (h, len) = match parsed {
             HeadOutcome::NeedMore if !eof => return Progress::STUCK,
-            HeadOutcome::NeedMore => return self.damaged_tail(d, head),
+            HeadOutcome::NeedMore => {
+                // Cut by a gap or the close: report what the request line
+                // says, so that its response still pairs with it.
+                if let Some((method, target)) = head::partial_request_line(head.bytes) {
+                    let mut ex = Exchange::new(Proto::Http1, self.side());
+                    ex.flags = self.take_flags(d) | Flags::INCOMPLETE;
+                    if self.gap_next {
+                        ex.flags |= Flags::GAP;
+                    }
+                    ex.method = method;
+                    ex.path = target;
+                    ex.request.first_ns = head.ts_at(0);
+                    ex.request.last_ns = head.ts_at(head.bytes.len() - 1);
+                    ex.request.wire_len = head.bytes.len() as u64;
+                    self.dirs[d].fresh = false;
+                    let seq = self.stitch.push_request(ex, MethodKind::Other, false, out);
+                    if let Some(e) = self.stitch.get_mut(seq) {
+                        e.req_done = true;
+                    }
+                }
+                return self.damaged_tail(d, head);
+            }
             HeadOutcome::Invalid(err) => {
                 if self.in_sync(d) {
                     // A malformed request: queue it so that the response
@@ -515,9 +540,12 @@ impl Http1 {
             None => match self.stitch.pick(first_ns, may_wait) {
                 Pick::Wait => return Progress::STUCK,
                 Pick::Entry(seq) => seq,
-                Pick::NoRequest => {
+                Pick::NoRequest { gap } => {
                     let mut ex = Exchange::new(Proto::Http1, self.side());
                     ex.version = version(h.minor);
+                    if gap {
+                        ex.flags |= Flags::GAP;
+                    }
                     self.stitch.push_no_request(ex)
                 }
             },

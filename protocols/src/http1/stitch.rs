@@ -67,8 +67,11 @@ pub struct StitchStats {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Pick {
     Entry(u64),
-    /// None visible: the response is reported on its own.
-    NoRequest,
+    /// None visible: the response is reported on its own. `gap`: its
+    /// request was most likely lost in a gap.
+    NoRequest {
+        gap: bool,
+    },
     /// None yet, but the request may still arrive (directions are delivered
     /// independently): hold the response.
     Wait,
@@ -178,7 +181,7 @@ impl Stitcher {
         let wait = if may_wait {
             Pick::Wait
         } else {
-            Pick::NoRequest
+            Pick::NoRequest { gap: false }
         };
         let mut i = 0;
         loop {
@@ -193,7 +196,9 @@ impl Stitcher {
                     });
                     match next {
                         None => return wait,
-                        Some(first_ns) if ts_ns < first_ns => return Pick::NoRequest,
+                        Some(first_ns) if ts_ns < first_ns => {
+                            return Pick::NoRequest { gap: true };
+                        }
                         Some(_) => {
                             self.slots.remove(i);
                         }
@@ -221,7 +226,7 @@ impl Stitcher {
                 return Pick::Wait;
             }
             self.resp_gap = false;
-            return Pick::NoRequest;
+            return Pick::NoRequest { gap: false };
         };
         self.resp_gap = false;
         // Requests before the chosen one lost their responses in the gap.
@@ -244,7 +249,7 @@ impl Stitcher {
         }
         match &self.slots[k] {
             Slot::Entry(e) => Pick::Entry(e.seq),
-            Slot::Marker => Pick::NoRequest,
+            Slot::Marker => Pick::NoRequest { gap: true },
         }
     }
 
