@@ -214,7 +214,27 @@ impl Connection {
             return;
         }
         self.first.get_or_insert(dir);
-        self.streams[dir.index()].push(pos, ts_ns, bytes);
+        let d = dir.index();
+        if let ProtoState::Http1(h) = &mut self.proto
+            && self.streams[d].is_idle_at(pos)
+        {
+            // Fast path: parse in place, copy only an unfinished tail.
+            let n = h.drive_slice(dir, bytes, ts_ns, out);
+            let s = &mut self.streams[d];
+            s.skip_parsed(n);
+            s.push(pos + n as u64, ts_ns, &bytes[n..]);
+            let other = &self.streams[1 - d];
+            if n == bytes.len()
+                && other.buffered() == 0
+                && !other.gap_follows()
+                && h.switch().is_none()
+                && h.seen_message()
+            {
+                return;
+            }
+        } else {
+            self.streams[d].push(pos, ts_ns, bytes);
+        }
         self.after_input(dir, out);
     }
 

@@ -249,6 +249,27 @@ impl DataStream {
         }
     }
 
+    /// True if a chunk at `pos` would be the next byte and nothing is held:
+    /// the caller may parse the chunk in place and hand over only the rest
+    /// (see [`DataStream::skip_parsed`]).
+    pub fn is_idle_at(&self, pos: u64) -> bool {
+        self.start == self.buf.len()
+            && pos == self.end
+            && self.gaps.is_empty()
+            && self.pending.is_empty()
+            && self.holes.is_empty()
+    }
+
+    /// Records that `n` bytes at the current end were parsed in place by the
+    /// caller (only valid when [`DataStream::is_idle_at`] the end): they count
+    /// as received and consumed without being copied.
+    pub fn skip_parsed(&mut self, n: usize) {
+        debug_assert!(self.start == self.buf.len() && self.gaps.is_empty());
+        self.end += n as u64;
+        self.read_pos += n as u64;
+        self.stats.bytes += n as u64;
+    }
+
     /// Stream position of the first head byte.
     pub fn read_pos(&self) -> u64 {
         self.read_pos

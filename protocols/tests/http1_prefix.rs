@@ -38,26 +38,40 @@ fn head_parsers_need_more_on_every_prefix() {
     for msg in REQUESTS {
         let n = head_len(msg);
         // The leading empty line case: the head ends at the second CRLF pair.
-        let n = if msg.starts_with(b"\r\n") { head_len(&msg[2..]) + 2 } else { n };
+        let n = if msg.starts_with(b"\r\n") {
+            head_len(&msg[2..]) + 2
+        } else {
+            n
+        };
         for cut in 0..n {
             assert!(
-                matches!(head::parse_request(&msg[..cut], 1 << 16), HeadOutcome::NeedMore),
+                matches!(
+                    head::parse_request(&msg[..cut], 1 << 16),
+                    HeadOutcome::NeedMore
+                ),
                 "{:?} cut at {cut}",
                 String::from_utf8_lossy(msg)
             );
         }
-        assert!(matches!(head::parse_request(&msg[..n], 1 << 16), HeadOutcome::Done { len, .. } if len == n));
+        assert!(
+            matches!(head::parse_request(&msg[..n], 1 << 16), HeadOutcome::Done { len, .. } if len == n)
+        );
     }
     for msg in RESPONSES {
         let n = head_len(msg);
         for cut in 0..n {
             assert!(
-                matches!(head::parse_response(&msg[..cut], 1 << 16), HeadOutcome::NeedMore),
+                matches!(
+                    head::parse_response(&msg[..cut], 1 << 16),
+                    HeadOutcome::NeedMore
+                ),
                 "{:?} cut at {cut}",
                 String::from_utf8_lossy(msg)
             );
         }
-        assert!(matches!(head::parse_response(&msg[..n], 1 << 16), HeadOutcome::Done { len, .. } if len == n));
+        assert!(
+            matches!(head::parse_response(&msg[..n], 1 << 16), HeadOutcome::Done { len, .. } if len == n)
+        );
     }
 }
 
@@ -78,9 +92,18 @@ fn connection_needs_more_on_every_prefix() {
                     c.data(RESP, 0, 2, &resp[..cut], &mut out);
                 }
                 let st = c.stats();
-                assert!(out.is_empty(), "{:?} cut {cut}", String::from_utf8_lossy(req));
+                assert!(
+                    out.is_empty(),
+                    "{:?} cut {cut}",
+                    String::from_utf8_lossy(req)
+                );
                 assert_eq!(st.invalid, 0);
-                assert_eq!(st.resync_skipped_bytes, 0, "{:?} cut {cut}", String::from_utf8_lossy(req));
+                assert_eq!(
+                    st.resync_skipped_bytes,
+                    0,
+                    "{:?} cut {cut}",
+                    String::from_utf8_lossy(req)
+                );
             }
         }
         let mut f = Feed::new();

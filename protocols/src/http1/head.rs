@@ -303,7 +303,10 @@ fn copy_headers(
         match name.len() {
             4 if name.eq_ignore_ascii_case(b"host") => {
                 if host.is_none() {
-                    host = Some(String::from_utf8_lossy(h.value).into_owned());
+                    host = Some(match std::str::from_utf8(h.value) {
+                        Ok(v) => v.to_owned(),
+                        Err(_) => String::from_utf8_lossy(h.value).into_owned(),
+                    });
                 }
             }
             6 if name.eq_ignore_ascii_case(b"expect") => {

@@ -217,6 +217,31 @@ impl Http1 {
         moved
     }
 
+    /// Parses a chunk in place: the fast path for a chunk that continues its
+    /// direction with nothing held before it. Returns how many bytes were
+    /// consumed; the caller keeps the rest in the stream.
+    pub fn drive_slice(
+        &mut self,
+        dir: Direction,
+        bytes: &[u8],
+        ts_ns: u64,
+        out: &mut Vec<Exchange>,
+    ) -> usize {
+        let d = dir.index();
+        let mut off = 0;
+        self.gap_next = false;
+        while off < bytes.len() && self.dirs[d].state != State::Handoff {
+            let head = Head::single(&bytes[off..], ts_ns);
+            let may_wait = bytes.len() - off <= self.limits.wait_bytes;
+            let p = self.step(dir, head, false, may_wait, out);
+            off += p.consumed;
+            if !p.changed {
+                break;
+            }
+        }
+        off
+    }
+
     /// The connection closed: everything in progress is finished, queued
     /// requests without responses come out flagged [`Flags::INCOMPLETE`].
     pub fn close(&mut self, out: &mut Vec<Exchange>) {
