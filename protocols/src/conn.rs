@@ -427,7 +427,7 @@ impl Connection {
                 None => None,
             };
         }
-        let pick = |want: Detected| verdicts.iter().any(|v| *v == Some(want));
+        let pick = |want: Detected| verdicts.contains(&Some(want));
         self.proto = if pick(Detected::Http2) {
             let req_dir = verdicts
                 .iter()

@@ -468,8 +468,9 @@ mod tests {
 
     #[test]
     fn reordering_and_duplicates() {
-        // (pos, bytes) pushed in this order; expected head; duplicate count.
-        let cases: &[(&str, &[(u64, &[u8])], &[u8], u64)] = &[
+        // name, (pos, bytes) pushed in order, expected head, duplicates
+        type Case<'a> = (&'a str, &'a [(u64, &'a [u8])], &'a [u8], u64);
+        let cases: &[Case] = &[
             ("swapped", &[(3, b"def"), (0, b"abc")], b"abcdef", 0),
             (
                 "exact dup",

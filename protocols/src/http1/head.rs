@@ -540,10 +540,7 @@ fn request_line_kind(rest: &[u8], max_line: usize) -> Line {
 /// not HTTP/1 (`Some(false)`), or is it too short to tell (`None`)?
 /// Leading empty lines are ignored (RFC 9112 §2.2).
 pub fn looks_like_http1(buf: &[u8]) -> Option<bool> {
-    let start = buf.iter().position(|&b| b != b'\r' && b != b'\n');
-    let Some(start) = start else {
-        return None;
-    };
+    let start = buf.iter().position(|&b| b != b'\r' && b != b'\n')?;
     let rest = &buf[start..];
     const STATUS: &[u8] = b"HTTP/";
     let n = rest.len().min(STATUS.len());

@@ -458,8 +458,7 @@ impl Http1 {
         self.stats.heads += 1;
         let first_ns = head.ts_at(0);
         let last_ns = head.ts_at(len - 1);
-        let mut ex = Exchange::new(Proto::Http1, self.side());
-        ex.flags = self.take_flags(d);
+        let mut flags = self.take_flags(d);
         self.dirs[d].fresh = false;
         let method = match h.method.as_str() {
             "HEAD" => MethodKind::Head,
@@ -467,10 +466,6 @@ impl Http1 {
             _ => MethodKind::Other,
         };
         let wants_switch = method == MethodKind::Connect || h.framing.upgrade.is_some();
-        ex.method = h.method;
-        ex.path = h.target;
-        ex.authority = h.host;
-        ex.version = version(h.minor);
         let framing = h.framing;
         let mut body = match framing.declared {
             Declared::None | Declared::Length(0) => None,
@@ -478,31 +473,46 @@ impl Http1 {
             Declared::Chunked => Some(Body::Chunked(Chunk::Size)),
             // RFC 9112 §6.3 items 4 and 5: the length can't be known.
             Declared::OtherEncoding | Declared::BadLength => {
-                ex.flags |= Flags::INVALID;
+                flags |= Flags::INVALID;
                 None
             }
         };
         // RFC 9112 §6.1: Transfer-Encoding in HTTP/1.0 means faulty framing.
         if h.minor == 0 && framing.declared == Declared::Chunked {
-            ex.flags |= Flags::INVALID;
+            flags |= Flags::INVALID;
             body = None;
         }
         if framing.te_and_cl {
             // §6.3 item 3: TE wins, but the pair is a smuggling signal.
-            ex.flags |= Flags::INVALID;
+            flags |= Flags::INVALID;
         }
-        let lost_sync = body.is_none() && ex.flags.contains(Flags::INVALID) && !framing.te_and_cl;
-        ex.request = Message {
-            headers: h.headers,
-            first_ns,
-            last_ns,
-            wire_len: len as u64,
-            ..Message::default()
+        let lost_sync = body.is_none() && flags.contains(Flags::INVALID) && !framing.te_and_cl;
+        let preview = match body {
+            Some(Body::Length(n)) => self.limits.body_preview.min(n as usize),
+            _ => 0,
         };
-        if let Some(Body::Length(n)) = body {
-            ex.request.body_preview = Vec::with_capacity(self.limits.body_preview.min(n as usize));
+        // Built in place in the queue: an Exchange is large, moves cost.
+        let seq = self.stitch.push_request(
+            Exchange::new(Proto::Http1, self.side()),
+            method,
+            wants_switch,
+            out,
+        );
+        if let Some(e) = self.stitch.last_mut() {
+            let ex = &mut e.ex;
+            ex.flags = flags;
+            ex.method = h.method;
+            ex.path = h.target;
+            ex.authority = h.host;
+            ex.version = version(h.minor);
+            ex.request.headers = h.headers;
+            ex.request.first_ns = first_ns;
+            ex.request.last_ns = last_ns;
+            ex.request.wire_len = len as u64;
+            if preview > 0 {
+                ex.request.body_preview = Vec::with_capacity(preview);
+            }
         }
-        let seq = self.stitch.push_request(ex, method, wants_switch, out);
         let dirst = &mut self.dirs[d];
         dirst.cur = Some(seq);
         dirst.preview_open = true;
@@ -796,6 +806,7 @@ impl Http1 {
                 let is_request = self.dirs[d].role == Role::Requests;
                 let entry = self.dirs[d].cur.and_then(|seq| self.stitch.get_mut(seq));
                 let mut scratch = Message::default();
+                let mut scratch_flags = Flags::NONE;
                 let (msg, flags) = match entry {
                     Some(e) => {
                         let msg = if is_request {
@@ -805,7 +816,7 @@ impl Http1 {
                         };
                         (msg, &mut e.ex.flags)
                     }
-                    None => (&mut scratch, &mut Flags::NONE.clone()),
+                    None => (&mut scratch, &mut scratch_flags),
                 };
                 *flags |= lost;
                 match body.gap(gap.len, &mut msg.body_len) {

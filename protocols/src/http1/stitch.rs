@@ -46,6 +46,8 @@ pub struct Entry {
     pub wants_switch: bool,
 }
 
+// Boxing the entry would cost an allocation per exchange; markers are rare.
+#[allow(clippy::large_enum_variant)]
 pub enum Slot {
     /// Requests may have been lost here (a gap in the request direction).
     Marker,
@@ -152,6 +154,14 @@ impl Stitcher {
             }),
         );
         seq
+    }
+
+    /// The entry queued last.
+    pub fn last_mut(&mut self) -> Option<&mut Entry> {
+        match self.slots.back_mut() {
+            Some(Slot::Entry(e)) => Some(e),
+            _ => None,
+        }
     }
 
     pub fn get_mut(&mut self, seq: u64) -> Option<&mut Entry> {
