@@ -334,3 +334,63 @@ fn reordered_chunks_give_the_same_exchanges() {
     assert_eq!(sums(&got), sums(&want));
     assert_eq!(shuffled.conn.stats().lost_bytes, 0);
 }
+
+#[test]
+fn capture_cap_cuts_a_response_head() {
+    // A 300-byte head written in one syscall, only 40 bytes captured.
+    let mut f = Feed::new();
+    f.send(REQ, &get("/1"));
+    let mut resp = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n".to_vec();
+    resp.extend_from_slice(
+        format!("X-Pad: {}\r\nContent-Length: 0\r\n\r\n", "p".repeat(230)).as_bytes(),
+    );
+    f.truncated(RESP, &resp, 40);
+    f.send(REQ, &get("/2"));
+    f.send(RESP, &ok("x"));
+    let got = f.close();
+    assert_eq!(
+        sums(&got),
+        vec![
+            x("GET", "/1", Some(503), 0, Some(0), &["gap", "incomplete"]),
+            x("GET", "/2", Some(200), 0, Some(1), &["resynced"]),
+        ]
+    );
+    assert_eq!(got[0].reason.as_deref(), Some("Service Unavailable"));
+    let st = f.conn.stats();
+    assert_eq!(st.lost_known_bytes, resp.len() as u64 - 40);
+    assert_eq!(st.resync_skipped_bytes, 40);
+}
+
+#[test]
+fn capture_cap_in_a_chunked_body_across_chunks_resyncs() {
+    // Known loss that swallows chunk boundaries: the body's end can't be
+    // found, the next response is found by resync.
+    let mut f = Feed::new();
+    f.send(REQ, &get("/1"));
+    let mut resp = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    for _ in 0..4 {
+        resp.extend_from_slice(b"100\r\n");
+        resp.extend_from_slice(&[b'd'; 256]);
+        resp.extend_from_slice(b"\r\n");
+    }
+    resp.extend_from_slice(b"0\r\n\r\n");
+    f.truncated(RESP, &resp, 100);
+    f.send(REQ, &get("/2"));
+    f.send(RESP, &ok("yz"));
+    let got = f.close();
+    assert_eq!(
+        sums(&got),
+        vec![
+            x(
+                "GET",
+                "/1",
+                Some(200),
+                0,
+                Some(48),
+                &["truncated", "gap", "incomplete"]
+            ),
+            x("GET", "/2", Some(200), 0, Some(2), &["resynced"]),
+        ]
+    );
+    assert_eq!(f.conn.stats().lost_bytes, resp.len() as u64 - 100);
+}

@@ -227,6 +227,15 @@ pub fn partial_request_line(buf: &[u8]) -> Option<(String, String)> {
     Some((req.method?.to_owned(), req.path?.to_owned()))
 }
 
+/// Status code and reason of a response head cut short, if its status line
+/// got that far.
+pub fn partial_status_line(buf: &[u8]) -> Option<(u16, String)> {
+    let mut slots = [httparse::EMPTY_HEADER; FAST_HEADERS];
+    let mut resp = httparse::Response::new(&mut slots);
+    let _ = response_config().parse_response(&mut resp, buf);
+    Some((resp.code?, resp.reason?.to_owned()))
+}
+
 fn partial<T>(buf: &[u8], max_head: usize) -> HeadOutcome<T> {
     if buf.len() >= max_head {
         HeadOutcome::Invalid(HeadError::Overflow)

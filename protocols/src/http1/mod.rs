@@ -542,7 +542,37 @@ impl Http1 {
         let (h, len) = match parsed {
             HeadOutcome::NeedMore if !eof => return Progress::STUCK,
             HeadOutcome::NeedMore => {
-                self.abort_response(d, Flags::GAP | Flags::INCOMPLETE, out);
+                // Cut by a gap or the close: keep the status if the status
+                // line got through, on the exchange it answers.
+                let mut lost = Flags::INCOMPLETE;
+                if self.gap_next {
+                    lost |= Flags::GAP;
+                }
+                if self.dirs[d].cur.is_none()
+                    && let Some((code, reason)) = head::partial_status_line(head.bytes)
+                {
+                    let seq = match self.stitch.pick(first_ns, false) {
+                        Pick::Entry(seq) => seq,
+                        Pick::Wait | Pick::NoRequest { .. } => self
+                            .stitch
+                            .push_no_request(Exchange::new(Proto::Http1, self.side())),
+                    };
+                    let flags = self.take_flags(d);
+                    if let Some(e) = self.stitch.get_mut(seq) {
+                        e.ex.flags |= flags;
+                        e.ex.status = Some(code);
+                        e.ex.reason = Some(reason);
+                        e.ex.response = Some(Message {
+                            first_ns,
+                            last_ns: head.ts_at(head.bytes.len() - 1),
+                            wire_len: head.bytes.len() as u64,
+                            ..Message::default()
+                        });
+                    }
+                    self.dirs[d].fresh = false;
+                    self.dirs[d].cur = Some(seq);
+                }
+                self.abort_response(d, lost, out);
                 return self.damaged_tail(d, head);
             }
             HeadOutcome::Invalid(err) => {
