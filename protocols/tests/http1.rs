@@ -703,3 +703,43 @@ fn held_response_released_by_flush() {
         vec![x("", "", Some(200), 0, Some(4), &["no_request"])]
     );
 }
+
+#[test]
+fn unanswered_upgrade_releases_the_request_side_on_flush() {
+    let mut f = Feed::new();
+    f.send(
+        REQ,
+        b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\n\r\nGET /next HTTP/1.1\r\n\r\n",
+    );
+    assert_eq!(
+        f.conn.stats().heads,
+        1,
+        "waits for the answer before reading on"
+    );
+    f.flush();
+    assert_eq!(f.conn.stats().heads, 2);
+    let got = f.close();
+    assert_eq!(
+        sums(&got),
+        vec![
+            x("GET", "/ws", None, 0, None, &["incomplete"]),
+            x("GET", "/next", None, 0, None, &["incomplete"]),
+        ]
+    );
+}
+
+#[test]
+fn held_response_released_past_the_window() {
+    let cfg = Config {
+        reorder_window: 64,
+        ..Config::default()
+    };
+    let mut f = Feed::config(&cfg);
+    f.send(RESP, b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n");
+    assert!(f.out.is_empty());
+    f.send(RESP, &[b'b'; 100]);
+    assert_eq!(
+        sums(&f.out),
+        vec![x("", "", Some(200), 0, Some(100), &["no_request"])]
+    );
+}
