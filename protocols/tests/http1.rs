@@ -743,3 +743,52 @@ fn held_response_released_past_the_window() {
         vec![x("", "", Some(200), 0, Some(100), &["no_request"])]
     );
 }
+
+#[test]
+fn expect_continue_refused_without_body() {
+    // The server refuses before the body; the client never sends it.
+    let mut f = Feed::new();
+    f.send(
+        REQ,
+        b"PUT /big HTTP/1.1\r\nContent-Length: 1000000\r\nExpect: 100-continue\r\n\r\n",
+    );
+    f.send(
+        RESP,
+        b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n",
+    );
+    f.send(REQ, &get("/after"));
+    f.send(RESP, &ok("ok"));
+    let got = f.close();
+    assert_eq!(
+        sums(&got),
+        vec![
+            x("PUT", "/big", Some(401), 0, Some(0), &[]),
+            x("GET", "/after", Some(200), 0, Some(2), &[]),
+        ]
+    );
+}
+
+#[test]
+fn expect_continue_refused_but_body_sent_anyway() {
+    let mut f = Feed::new();
+    f.send(
+        REQ,
+        b"PUT /big HTTP/1.1\r\nContent-Length: 10\r\nExpect: 100-continue\r\n\r\n",
+    );
+    f.send(
+        RESP,
+        b"HTTP/1.1 417 Expectation Failed\r\nContent-Length: 0\r\n\r\n",
+    );
+    f.send(REQ, b"0123456789");
+    f.send(REQ, &get("/after"));
+    f.send(RESP, &ok("ok"));
+    let got = f.close();
+    assert_eq!(
+        sums(&got),
+        vec![
+            x("PUT", "/big", Some(417), 0, Some(0), &[]),
+            x("GET", "/after", Some(200), 0, Some(2), &[]),
+        ]
+    );
+    assert_eq!(f.conn.stats().resync_skipped_bytes, 10);
+}

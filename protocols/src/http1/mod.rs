@@ -9,6 +9,17 @@
 //! request has not been parsed yet is held (not consumed) until it arrives,
 //! more than the reorder window piles up behind it, or the connection is
 //! flushed.
+//!
+//! Known limits, by design:
+//! - A loss that swallows a chunk boundary (chunked body) or a message
+//!   boundary can't be crossed in sync: the direction resyncs at the next
+//!   start line, and pairing after it is by timestamps (see [`stitch`]),
+//!   exact for one request in flight at a time, a best guess when several
+//!   pipelined requests straddle the loss.
+//! - Resync trusts a line that looks like a start line (known method or
+//!   `HTTP/1.x NNN`); a body that contains one can fool it.
+//! - The first bytes of a direction must be a start line for the roles to be
+//!   learnt; a connection joined inside a body resyncs first.
 
 pub mod body;
 pub mod head;
@@ -428,7 +439,9 @@ impl Http1 {
                     ex.request.last_ns = head.ts_at(head.bytes.len() - 1);
                     ex.request.wire_len = head.bytes.len() as u64;
                     self.dirs[d].fresh = false;
-                    let seq = self.stitch.push_request(ex, MethodKind::Other, false, out);
+                    let seq = self
+                        .stitch
+                        .push_request(ex, MethodKind::Other, false, false, out);
                     if let Some(e) = self.stitch.get_mut(seq) {
                         e.req_done = true;
                     }
@@ -446,7 +459,9 @@ impl Http1 {
                     }
                     ex.request.first_ns = head.ts_at(0);
                     ex.request.last_ns = head.ts_at(0);
-                    let seq = self.stitch.push_request(ex, MethodKind::Other, false, out);
+                    let seq = self
+                        .stitch
+                        .push_request(ex, MethodKind::Other, false, false, out);
                     if let Some(e) = self.stitch.get_mut(seq) {
                         e.req_done = true;
                     }
@@ -496,6 +511,7 @@ impl Http1 {
             Exchange::new(Proto::Http1, self.side()),
             method,
             wants_switch,
+            framing.expect_continue,
             out,
         );
         if let Some(e) = self.stitch.last_mut() {
@@ -645,6 +661,9 @@ impl Http1 {
         let framing = h.framing;
         let method = e.method;
         let wants_switch = e.wants_switch;
+        // A final answer before a 100-continue body started: the client may
+        // never send it (RFC 9110 §10.1.1).
+        let abandon_body = e.expect_continue && !e.req_done && e.ex.request.body_len == 0;
         // RFC 9112 §6.3: which responses have a body, and how long.
         let mut switch = None;
         let body = if code == 101 {
@@ -678,6 +697,15 @@ impl Http1 {
             && let Some(msg) = e.ex.response.as_mut()
         {
             msg.body_preview = Vec::with_capacity(preview_cap.min(n as usize));
+        }
+        if abandon_body {
+            let r = self.req_index(d);
+            if self.dirs[r].cur == Some(seq) && matches!(self.dirs[r].state, State::Body(_)) {
+                self.finish_message(r, false, out);
+                // If the body comes anyway, the search skips it (and counts
+                // it); if not, the next request is found at once.
+                self.dirs[r].state = State::Resync;
+            }
         }
         if wants_switch && switch.is_none() {
             // Not switched after all: the request side reads on as HTTP/1.

@@ -44,6 +44,9 @@ pub struct Entry {
     /// Sent `Upgrade` (or is CONNECT): the request side waits for the answer
     /// before parsing on, since what follows may be another protocol.
     pub wants_switch: bool,
+    /// Sent `Expect: 100-continue` (RFC 9110 §10.1.1): its body may never
+    /// come if the final response comes first.
+    pub expect_continue: bool,
 }
 
 // Boxing the entry would cost an allocation per exchange; markers are rare.
@@ -105,6 +108,7 @@ impl Stitcher {
         ex: Exchange,
         method: MethodKind,
         wants_switch: bool,
+        expect_continue: bool,
         out: &mut Vec<Exchange>,
     ) -> u64 {
         let seq = self.next_seq;
@@ -116,6 +120,7 @@ impl Stitcher {
             resp: Resp::None,
             method,
             wants_switch,
+            expect_continue,
         }));
         self.evict(out);
         seq
@@ -151,6 +156,7 @@ impl Stitcher {
                 resp: Resp::Started,
                 method: MethodKind::Other,
                 wants_switch: false,
+                expect_continue: false,
             }),
         );
         seq
