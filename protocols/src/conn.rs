@@ -302,6 +302,12 @@ impl Connection {
         })
     }
 
+    /// Bytes held per direction ([`Direction::index`]): unconsumed head plus
+    /// out-of-order chunks. Bounded by [`Config::max_buffered`] plus one chunk.
+    pub fn buffered(&self) -> [usize; 2] {
+        [self.streams[0].buffered(), self.streams[1].buffered()]
+    }
+
     pub fn stats(&self) -> Stats {
         let mut s = Stats::default();
         for (i, st) in self.streams.iter().enumerate() {

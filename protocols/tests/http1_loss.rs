@@ -394,3 +394,52 @@ fn capture_cap_in_a_chunked_body_across_chunks_resyncs() {
     );
     assert_eq!(f.conn.stats().lost_bytes, resp.len() as u64 - 100);
 }
+
+#[test]
+fn memory_stays_bounded() {
+    use protocols::record::Direction;
+    let cfg = Config::default();
+    // 1. Bodies are not buffered: a 4 MiB body in 16 KiB reads.
+    let mut f = Feed::config(&cfg);
+    f.send(REQ, &get("/big"));
+    f.send(RESP, b"HTTP/1.1 200 OK\r\nContent-Length: 4194304\r\n\r\n");
+    for _ in 0..256 {
+        f.send(RESP, &[b'z'; 16384]);
+        assert_eq!(f.conn.buffered(), [0, 0]);
+    }
+    assert_eq!(f.close().len(), 1);
+    // 2. Out-of-order chunks beyond an unknown hole: bounded by the window.
+    let mut f = Feed::config(&cfg);
+    f.send(REQ, &get("/big"));
+    f.send(RESP, b"HTTP/1.1 200 OK\r\nContent-Length: 4194304\r\n\r\n");
+    f.drop_bytes(RESP, 100);
+    for _ in 0..64 {
+        f.send(RESP, &[b'z'; 16384]);
+        assert!(f.conn.buffered()[Direction::Ingress.index()] <= cfg.reorder_window + 16384);
+    }
+    // 3. A response held for its request: bounded by the window, then let go.
+    let mut f = Feed::config(&cfg);
+    f.send(RESP, b"HTTP/1.1 200 OK\r\n\r\n");
+    for _ in 0..64 {
+        f.send(RESP, &[b'z'; 16384]);
+        assert!(f.conn.buffered()[Direction::Ingress.index()] <= cfg.reorder_window + 16384);
+    }
+    // 4. A head that never ends: cut at the head cap, recorded invalid.
+    let mut f = Feed::config(&cfg);
+    f.send(REQ, &get("/1"));
+    f.send(RESP, &ok(""));
+    f.send(REQ, b"GET /endless HTTP/1.1\r\n");
+    for _ in 0..64 {
+        f.send(REQ, &[b'X'; 4096]);
+        assert!(f.conn.buffered()[REQ.index()] <= cfg.max_head + 4096);
+    }
+    assert_eq!(f.conn.stats().invalid, 0, "counted when emitted");
+    let got = f.close();
+    assert_eq!(got.len(), 2);
+    assert!(got[1].flags.contains(protocols::record::Flags::INVALID));
+    assert!(
+        got[1]
+            .flags
+            .contains(protocols::record::Flags::HEADERS_TRUNCATED)
+    );
+}
