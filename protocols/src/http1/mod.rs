@@ -44,8 +44,9 @@ pub struct Limits {
 /// What the connection should do after driving a direction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Switch {
-    /// A 101 to `h2c` (RFC 9113 §3.1 of the 2015 text, RFC 7540 §3.2): the rest
-    /// of both streams is HTTP/2, starting at their current read positions.
+    /// A 101 to `h2c` (RFC 7540 §3.2; RFC 9113 §3.1 deprecates the upgrade
+    /// but peers still use it): the rest of both streams is HTTP/2, starting
+    /// at their current read positions.
     H2c,
 }
 
