@@ -5,6 +5,9 @@
 //! Script: repeated `[op, len, jitter, bytes[len]...]`.
 //! op % 4: 0 egress data, 1 ingress data, 2 lost (len bytes), 3 flush;
 //! op & 4 selects the other direction for `lost`.
+//!
+//! Run from `protocols/`: `cargo fuzz run http1 fuzz/corpus/http1 fuzz/seeds/http1`
+//! (the seeds are hand-written scripts of the main framing cases).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
