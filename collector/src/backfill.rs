@@ -65,7 +65,10 @@ impl Backfill {
         let due = self.dumped_at.is_none_or(|t| t.elapsed() >= DUMP_EVERY);
         // A miss may re-read sooner, but never more than ten times a second:
         // a dump walks every TCP socket of the host.
-        let soon = force && self.dumped_at.is_none_or(|t| t.elapsed() >= Duration::from_millis(100));
+        let soon = force
+            && self
+                .dumped_at
+                .is_none_or(|t| t.elapsed() >= Duration::from_millis(100));
         if !(due || soon) {
             return;
         }
@@ -77,7 +80,9 @@ impl Backfill {
     }
 
     fn find(&self, local: SocketAddr, remote: SocketAddr) -> Option<&TcpSocket> {
-        self.dump.iter().find(|s| same(s.local, local) && same(s.remote, remote))
+        self.dump
+            .iter()
+            .find(|s| same(s.local, local) && same(s.remote, remote))
     }
 
     /// Metadata to add after an event: for new connections, what sock_diag
@@ -90,8 +95,12 @@ impl Backfill {
                 Vec::new()
             }
             Event::ProcExit(p) => {
-                let keys: Vec<ConnKey> =
-                    self.addrs.keys().filter(|k| k.tgid == p.key.tgid).copied().collect();
+                let keys: Vec<ConnKey> = self
+                    .addrs
+                    .keys()
+                    .filter(|k| k.tgid == p.key.tgid)
+                    .copied()
+                    .collect();
                 for k in keys {
                     self.forget(k);
                 }
@@ -125,9 +134,17 @@ impl Backfill {
             ..MetaUpdate::default()
         };
         if c.role == Role::Unknown && c.sock_type == 1 {
-            // Opened before we started: ask the kernel's socket table.
-            self.refresh_dump(self.find(local, remote).is_none());
-            if let Some(s) = self.find(local, remote) {
+            // Opened before we started: ask the kernel's socket table, by
+            // the socket's inode (exact), or by its addresses.
+            let inode = procfs::socket_inode(c.common.key.tgid, c.common.key.fd);
+            let lookup = |b: &Backfill| match inode {
+                Some(i) => b.dump.iter().find(|s| s.inode as u64 == i).cloned(),
+                None => b.find(local, remote).cloned(),
+            };
+            if lookup(self).is_none() {
+                self.refresh_dump(true);
+            }
+            if let Some(s) = lookup(self) {
                 update.tcp_state = Some(s.state);
                 let listening = self.dump.iter().any(|l| {
                     l.state == TCP_LISTEN
@@ -191,12 +208,10 @@ impl Backfill {
             self.owners = procfs::socket_owners();
             self.owners_at = Some(Instant::now());
         }
-        self.owners
-            .get(&inode)
-            .map(|(pid, comm)| Peer {
-                pid: *pid,
-                comm: comm.clone(),
-            })
+        self.owners.get(&inode).map(|(pid, comm)| Peer {
+            pid: *pid,
+            comm: comm.clone(),
+        })
     }
 
     fn is_local(&self, ip: IpAddr) -> bool {
@@ -242,7 +257,9 @@ fn local_ips() -> HashSet<IpAddr> {
             if family == libc::AF_INET {
                 // SAFETY: checked family.
                 let sin = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in) };
-                out.insert(IpAddr::from(u32::from_be(sin.sin_addr.s_addr).to_be_bytes()));
+                out.insert(IpAddr::from(
+                    u32::from_be(sin.sin_addr.s_addr).to_be_bytes(),
+                ));
             } else if family == libc::AF_INET6 {
                 // SAFETY: checked family.
                 let sin6 = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in6) };
@@ -261,13 +278,14 @@ mod tests {
     use super::*;
     use crate::events::Common;
     use std::net::{TcpListener, TcpStream};
+    use std::os::fd::AsRawFd;
 
-    fn conn(pid: u32, local: SocketAddr, remote: SocketAddr, role: Role) -> Conn {
+    fn conn(pid: u32, fd: i32, local: SocketAddr, remote: SocketAddr, role: Role) -> Conn {
         Conn {
             common: Common {
                 key: ConnKey {
                     tgid: pid,
-                    fd: 3,
+                    fd,
                     generation: 1,
                 },
                 tid: pid,
@@ -296,6 +314,7 @@ mod tests {
         // and the peer (the client end, uncaptured) is this very process.
         let c = conn(
             me,
+            server.as_raw_fd(),
             server.local_addr().unwrap(),
             server.peer_addr().unwrap(),
             Role::Unknown,
@@ -310,6 +329,7 @@ mod tests {
         // lookup is needed and none is reported.
         let c2 = conn(
             me,
+            client.as_raw_fd(),
             client.local_addr().unwrap(),
             client.peer_addr().unwrap(),
             Role::Client,

@@ -140,7 +140,11 @@ pub struct RecordSink {
 }
 
 impl RecordSink {
-    pub fn new(writer: recording::Writer<File>, max_bytes: Option<u64>, stop: Arc<AtomicBool>) -> Self {
+    pub fn new(
+        writer: recording::Writer<File>,
+        max_bytes: Option<u64>,
+        stop: Arc<AtomicBool>,
+    ) -> Self {
         RecordSink {
             writer,
             backfill: Backfill::new(),

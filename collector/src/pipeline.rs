@@ -20,7 +20,7 @@ use protocols::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    events::{ConnKey, Event},
+    events::{ConnKey, Event, Role},
     filter::Filters,
     render::{ConnMeta, Peer, Renderer},
 };
@@ -123,15 +123,6 @@ impl<W: Write> Pipeline<W> {
         self.stats
     }
 
-    pub fn renderer_mut(&mut self) -> &mut Renderer {
-        &mut self.renderer
-    }
-
-    /// Connections being tracked now.
-    pub fn open_connections(&self) -> usize {
-        self.conns.len()
-    }
-
     pub fn input(&mut self, input: &Input<'_>) -> io::Result<()> {
         match input {
             Input::Event(ev) => self.event(ev),
@@ -159,6 +150,12 @@ impl<W: Write> Pipeline<W> {
                     local: c.local,
                     remote: c.remote,
                     peer: None,
+                    role: match c.role {
+                        Role::Client => Some("client".to_string()),
+                        Role::Server => Some("server".to_string()),
+                        Role::Unknown => None,
+                    },
+                    tcp_state: None,
                 };
                 if let Some(old) = self.conns.remove(&key) {
                     // Announced again (e.g. a UDP socket connected anew):
@@ -179,6 +176,8 @@ impl<W: Write> Pipeline<W> {
                         local: None,
                         remote: None,
                         peer: None,
+                        role: None,
+                        tcp_state: None,
                     };
                     self.track(key, meta, true, d.common.ts_ns);
                 }
@@ -261,11 +260,19 @@ impl<W: Write> Pipeline<W> {
     }
 
     fn meta(&mut self, m: &MetaUpdate) {
-        if let Some(t) = self.conns.get_mut(&m.key())
-            && let Some(peer) = &m.peer
+        let Some(t) = self.conns.get_mut(&m.key()) else {
+            return;
+        };
+        if let Some(peer) = &m.peer
             && !t.peer_traced
         {
             t.meta.peer = Some(peer.clone());
+        }
+        if m.role.is_some() {
+            t.meta.role = m.role.clone();
+        }
+        if m.tcp_state.is_some() {
+            t.meta.tcp_state = m.tcp_state;
         }
     }
 

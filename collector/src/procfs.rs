@@ -10,7 +10,10 @@ pub fn socket_inode(pid: u32, fd: i32) -> Option<u64> {
 }
 
 fn parse_socket_link(link: &str) -> Option<u64> {
-    link.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
+    link.strip_prefix("socket:[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
 }
 
 /// A process's name as the kernel keeps it (`/proc/PID/comm`).
@@ -27,7 +30,11 @@ pub fn socket_owners() -> HashMap<u64, (u32, String)> {
         return out;
     };
     for entry in procs.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
             continue;
         };
         let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {

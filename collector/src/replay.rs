@@ -43,7 +43,12 @@ pub fn run(
         );
     };
     match result {
-        Err(e) if e.downcast_ref::<io::Error>().is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe) => Ok(()),
+        Err(e)
+            if e.downcast_ref::<io::Error>()
+                .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe) =>
+        {
+            Ok(())
+        }
         other => other,
     }
 }
@@ -163,7 +168,11 @@ fn replay_pcap<W: Write>(
             announced[id] = true;
             let conn = Event::Conn(Conn {
                 common: common(id, s.ts_ns),
-                family: if c.client.is_ipv4() { events::AF_INET } else { events::AF_INET6 },
+                family: if c.client.is_ipv4() {
+                    events::AF_INET
+                } else {
+                    events::AF_INET6
+                },
                 sock_type: 1,
                 role: Role::Client,
                 tcp_state: 1,

@@ -105,7 +105,9 @@ fn request(socket: &Socket, family: u8) -> Result<(), SockDiagError> {
 fn receive(socket: &Socket, out: &mut Vec<TcpSocket>) -> Result<(), SockDiagError> {
     let mut buf = vec![0u8; 1 << 16];
     loop {
-        let n = socket.recv(&mut &mut buf[..], 0).map_err(SockDiagError::Io)?;
+        let n = socket
+            .recv(&mut &mut buf[..], 0)
+            .map_err(SockDiagError::Io)?;
         let mut offset = 0;
         while offset < n {
             let msg = <NetlinkMessage<SockDiagMessage>>::deserialize(&buf[offset..n])
@@ -159,7 +161,9 @@ mod tests {
             .expect("the client end");
         assert_eq!(c.remote, server.local_addr().unwrap());
         assert_eq!(c.state, TCP_ESTABLISHED);
-        assert!(all.iter().any(|s| s.local == server.local_addr().unwrap()
-            && s.remote == client.local_addr().unwrap()));
+        assert!(
+            all.iter().any(|s| s.local == server.local_addr().unwrap()
+                && s.remote == client.local_addr().unwrap())
+        );
     }
 }

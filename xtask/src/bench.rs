@@ -113,7 +113,8 @@ impl Sniff {
 
     /// CPU seconds sniff used so far (user + system).
     fn cpu_seconds(&self) -> f64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
         let fields: Vec<&str> = stat
             .rsplit_once(')')
             .map(|(_, rest)| rest.split_whitespace().collect())
@@ -131,7 +132,10 @@ impl Sniff {
         // SAFETY: signalling our own child.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
         self.child.wait()?;
-        let (lines, bytes, stats) = self.counter.join().map_err(|_| anyhow::anyhow!("counter"))?;
+        let (lines, bytes, stats) = self
+            .counter
+            .join()
+            .map_err(|_| anyhow::anyhow!("counter"))?;
         let stats: serde_json::Value =
             serde_json::from_str(&stats).context("sniff printed no final stats line")?;
         Ok((lines, bytes, stats))
@@ -192,14 +196,19 @@ fn paced_load(size: usize, pairs_per_sec: f64, seconds: f64) -> anyhow::Result<u
         thread::sleep(Duration::from_micros(200));
     }
     drop(c);
-    let reads = reader.join().map_err(|_| anyhow::anyhow!("reader panicked"))?;
+    let reads = reader
+        .join()
+        .map_err(|_| anyhow::anyhow!("reader panicked"))?;
     Ok(writes + reads)
 }
 
 fn capture(size: usize, seconds: f64, iterations: u64) -> anyhow::Result<()> {
     let bin = sniff_binary()?;
     println!("# capture benchmark: {size}-byte writes over loopback TCP");
-    println!("# sniff: {} --raw --json (stdout counted, discarded)", bin.display());
+    println!(
+        "# sniff: {} --raw --json (stdout counted, discarded)",
+        bin.display()
+    );
 
     // Cost: alternate without / with, three rounds.
     let mut without = Vec::new();
@@ -233,7 +242,9 @@ fn capture(size: usize, seconds: f64, iterations: u64) -> anyhow::Result<()> {
     // Capacity: paced rates, each with a fresh sniff.
     println!("capacity: events/s offered -> captured, MB/s, loss, sniff CPU");
     let mut best = 0.0f64;
-    for events_per_sec in [10_000.0, 25_000.0, 50_000.0, 100_000.0, 150_000.0, 200_000.0] {
+    for events_per_sec in [
+        10_000.0, 25_000.0, 50_000.0, 100_000.0, 150_000.0, 200_000.0,
+    ] {
         let sniff = Sniff::start(&bin, &[])?;
         let cpu0 = sniff.cpu_seconds();
         let t = Instant::now();

@@ -31,9 +31,7 @@ enum Cmd {
         which: bench::Which,
     },
     /// Re-record the real-peer fixtures (all, or the named ones) on loopback.
-    Fixtures {
-        names: Vec<String>,
-    },
+    Fixtures { names: Vec<String> },
 }
 
 fn main() -> anyhow::Result<()> {
