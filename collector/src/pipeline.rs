@@ -8,10 +8,11 @@
 //! (event timestamps and [`Input::Tick`]), metadata from [`Input::Meta`].
 
 use std::{
-    collections::HashMap,
     io::{self, Write},
     net::SocketAddr,
 };
+
+use rustc_hash::FxHashMap;
 
 use protocols::{
     conn::{Config as ConnConfig, Connection, Detected},
@@ -68,6 +69,11 @@ struct Tracked {
     /// The other end is captured too (it reports the exchanges; see
     /// [`Pipeline::both_sides`]).
     peer_traced: bool,
+    /// It came from accept(): with `peer_traced`, the client end reports
+    /// every exchange, so this end's bytes need no decoding.
+    accepted: bool,
+    /// Reported through [`Pipeline::take_muted`] already.
+    muted: bool,
     last_ns: u64,
     flushed: bool,
 }
@@ -81,6 +87,9 @@ pub struct PipelineStats {
     pub shown: u64,
     /// Server-side views of exchanges whose client side was also captured.
     pub duplicates: u64,
+    /// Accepted connections not decoded because their client end was
+    /// captured too (it reports the exchanges).
+    pub folded: u64,
     /// Exchanges flagged gap/truncated.
     pub lossy: u64,
     /// Bytes lost inside HTTP connections.
@@ -88,10 +97,10 @@ pub struct PipelineStats {
 }
 
 pub struct Pipeline<W: Write> {
-    conns: HashMap<ConnKey, Tracked>,
+    conns: FxHashMap<ConnKey, Tracked>,
     /// (local, remote) of captured sockets, to pair the two ends of a
     /// connection on this host.
-    by_addr: HashMap<(SocketAddr, SocketAddr), ConnKey>,
+    by_addr: FxHashMap<(SocketAddr, SocketAddr), ConnKey>,
     config: ConnConfig,
     filters: Filters,
     renderer: Renderer,
@@ -101,14 +110,17 @@ pub struct Pipeline<W: Write> {
     pub both_sides: bool,
     scratch: Vec<Exchange>,
     stats: PipelineStats,
+    /// Connections whose bytes are no longer needed (folded server ends,
+    /// not HTTP): the live capture tells the kernel to stop sending them.
+    mute: Vec<ConnKey>,
 }
 
 impl<W: Write> Pipeline<W> {
     pub fn new(config: ConnConfig, filters: Filters, renderer: Renderer, out: W) -> Self {
         let both_sides = filters.side.is_some();
         Pipeline {
-            conns: HashMap::new(),
-            by_addr: HashMap::new(),
+            conns: FxHashMap::default(),
+            by_addr: FxHashMap::default(),
             config,
             filters,
             renderer,
@@ -116,7 +128,13 @@ impl<W: Write> Pipeline<W> {
             both_sides,
             scratch: Vec::new(),
             stats: PipelineStats::default(),
+            mute: Vec::new(),
         }
+    }
+
+    /// Connections found not worth capturing since the last call.
+    pub fn take_muted(&mut self) -> Vec<ConnKey> {
+        std::mem::take(&mut self.mute)
     }
 
     pub fn stats(&self) -> PipelineStats {
@@ -146,7 +164,7 @@ impl<W: Write> Pipeline<W> {
                 let key = c.common.key;
                 let meta = ConnMeta {
                     key,
-                    comm: c.common.comm.clone(),
+                    comm: c.common.comm.to_string(),
                     local: c.local,
                     remote: c.remote,
                     peer: None,
@@ -163,6 +181,14 @@ impl<W: Write> Pipeline<W> {
                     self.finish_conn(key, old, c.common.ts_ns)?;
                 }
                 self.track(key, meta, late, c.common.ts_ns);
+                if c.role == Role::Server
+                    && let Some(t) = self.conns.get_mut(&key)
+                {
+                    t.accepted = true;
+                    if t.peer_traced && !self.both_sides {
+                        self.mute.push(key);
+                    }
+                }
                 Ok(())
             }
             Event::Data(d) => {
@@ -172,7 +198,7 @@ impl<W: Write> Pipeline<W> {
                     // as joined mid-way, addresses unknown.
                     let meta = ConnMeta {
                         key,
-                        comm: d.common.comm.clone(),
+                        comm: d.common.comm.to_string(),
                         local: None,
                         remote: None,
                         peer: None,
@@ -181,9 +207,16 @@ impl<W: Write> Pipeline<W> {
                     };
                     self.track(key, meta, true, d.common.ts_ns);
                 }
+                let both_sides = self.both_sides;
                 let Some(t) = self.conns.get_mut(&key) else {
                     return Ok(());
                 };
+                if t.accepted && t.peer_traced && !both_sides {
+                    // The client end of this connection is captured and
+                    // reports its exchanges: decoding this end too would
+                    // only produce the same exchanges again.
+                    return Ok(());
+                }
                 t.last_ns = d.common.ts_ns;
                 t.flushed = false;
                 let mut out = std::mem::take(&mut self.scratch);
@@ -195,6 +228,10 @@ impl<W: Write> Pipeline<W> {
                 if missing > 0 {
                     let at = d.pos + d.payload.len() as u64;
                     t.parser.lost(d.direction, at, missing, &mut out);
+                }
+                if t.parser.detected() == Detected::NotHttp && !t.muted {
+                    t.muted = true;
+                    self.mute.push(key);
                 }
                 let r = self.emit(key, &mut out);
                 self.scratch = out;
@@ -234,6 +271,8 @@ impl<W: Write> Pipeline<W> {
             meta,
             parser,
             peer_traced: false,
+            accepted: false,
+            muted: false,
             last_ns: now,
             flushed: true,
         };
@@ -248,6 +287,10 @@ impl<W: Write> Pipeline<W> {
                     comm: t.meta.comm.clone(),
                 });
                 o.peer_traced = true;
+                if o.accepted && !self.both_sides && !o.muted {
+                    o.muted = true;
+                    self.mute.push(other);
+                }
                 t.meta.peer = Some(Peer {
                     pid: other.tgid,
                     comm: o.meta.comm.clone(),
@@ -300,6 +343,9 @@ impl<W: Write> Pipeline<W> {
 
     fn finish_conn(&mut self, key: ConnKey, mut t: Tracked, ts: u64) -> io::Result<()> {
         let mut out = std::mem::take(&mut self.scratch);
+        if t.accepted && t.peer_traced && !self.both_sides {
+            self.stats.folded += 1;
+        }
         t.parser.close(ts, &mut out);
         let s = t.parser.stats();
         if matches!(t.parser.detected(), Detected::Http1 | Detected::Http2) {

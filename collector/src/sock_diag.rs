@@ -28,8 +28,7 @@ pub enum SockDiagError {
     Refused(i32),
 }
 
-/// TCP states, as `include/net/tcp_states.h` numbers them.
-pub const TCP_ESTABLISHED: u8 = 1;
+/// `TCP_LISTEN` in `include/net/tcp_states.h`.
 pub const TCP_LISTEN: u8 = 10;
 
 pub fn tcp_state_name(state: u8) -> &'static str {
@@ -142,6 +141,8 @@ fn receive(socket: &Socket, out: &mut Vec<TcpSocket>) -> Result<(), SockDiagErro
 mod tests {
     use super::*;
     use std::net::{TcpListener, TcpStream};
+
+    const TCP_ESTABLISHED: u8 = 1;
 
     /// Needs no privileges: sock_diag dumps are open to everyone.
     #[test]
