@@ -418,3 +418,260 @@ impl<W: Write> Pipeline<W> {
         self.out.write_all(bytes)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        events::{Close, Comm, Common, Conn, Data},
+        render::Redactor,
+    };
+    use probe_common::Syscall;
+    use protocols::record::Direction;
+
+    fn key(pid: u32, fd: i32) -> ConnKey {
+        ConnKey {
+            tgid: pid,
+            fd,
+            generation: 7,
+        }
+    }
+
+    fn common(k: ConnKey, comm: &str, ts: u64) -> Common {
+        Common {
+            key: k,
+            tid: k.tgid,
+            ts_ns: ts,
+            comm: Comm::from(comm),
+        }
+    }
+
+    fn conn(k: ConnKey, comm: &str, local: &str, remote: &str, role: Role) -> Event<'static> {
+        Event::Conn(Conn {
+            common: common(k, comm, 1),
+            family: 2,
+            sock_type: 1,
+            role,
+            tcp_state: 1,
+            syscall: Some(match role {
+                Role::Server => Syscall::Accept4,
+                _ => Syscall::Connect,
+            }),
+            ret: 0,
+            local: Some(local.parse().unwrap()),
+            remote: Some(remote.parse().unwrap()),
+        })
+    }
+
+    fn data<'a>(k: ConnKey, dir: Direction, pos: u64, ts: u64, bytes: &'a [u8]) -> Event<'a> {
+        Event::Data(Data {
+            common: common(k, "x", ts),
+            enter_ns: ts,
+            syscall: Some(Syscall::Write),
+            direction: dir,
+            pos,
+            syscall_len: bytes.len() as u32,
+            chunk_offset: 0,
+            last: true,
+            truncated: false,
+            read_failed: false,
+            payload: bytes,
+        })
+    }
+
+    fn pipeline(filters: Filters) -> Pipeline<Vec<u8>> {
+        let renderer = Renderer {
+            json: true,
+            color: false,
+            headers: false,
+            bodies: false,
+            redact: Redactor::new(true, &[]),
+            clock_offset_ns: 0,
+        };
+        Pipeline::new(ConnConfig::default(), filters, renderer, Vec::new())
+    }
+
+    fn shown(p: &Pipeline<Vec<u8>>) -> Vec<serde_json::Value> {
+        p.out
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).unwrap())
+            .collect()
+    }
+
+    const REQ: &[u8] = b"GET /a HTTP/1.1\r\nHost: h\r\n\r\n";
+    const RESP: &[u8] = b"HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\nno";
+
+    /// Both ends on this host: one report, from the client, naming the server;
+    /// the server end is handed back to be muted and is never decoded.
+    #[test]
+    fn both_ends_captured_report_once_from_the_client() {
+        let mut p = pipeline(Filters::default());
+        let (c, s) = (key(10, 3), key(20, 4));
+        p.input(&Input::Event(&conn(
+            s,
+            "nginx",
+            "127.0.0.1:80",
+            "127.0.0.1:5000",
+            Role::Server,
+        )))
+        .unwrap();
+        p.input(&Input::Event(&conn(
+            c,
+            "curl",
+            "127.0.0.1:5000",
+            "127.0.0.1:80",
+            Role::Client,
+        )))
+        .unwrap();
+        assert_eq!(p.take_muted(), vec![s]);
+        for ev in [
+            data(c, Direction::Egress, 0, 10, REQ),
+            data(s, Direction::Ingress, 0, 11, REQ),
+            data(s, Direction::Egress, 0, 12, RESP),
+            data(c, Direction::Ingress, 0, 13, RESP),
+        ] {
+            p.input(&Input::Event(&ev)).unwrap();
+        }
+        let out = shown(&p);
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(out[0]["comm"], "curl");
+        assert_eq!(out[0]["side"], "client");
+        assert_eq!(out[0]["status"], 404);
+        assert_eq!(out[0]["peer"]["comm"], "nginx");
+        assert_eq!(out[0]["latency_ns"], 3);
+        // --side server: the server's own view instead.
+        let mut p = pipeline(Filters {
+            side: Some(Side::Server),
+            ..Filters::default()
+        });
+        p.input(&Input::Event(&conn(
+            s,
+            "nginx",
+            "127.0.0.1:80",
+            "127.0.0.1:5000",
+            Role::Server,
+        )))
+        .unwrap();
+        p.input(&Input::Event(&conn(
+            c,
+            "curl",
+            "127.0.0.1:5000",
+            "127.0.0.1:80",
+            Role::Client,
+        )))
+        .unwrap();
+        assert!(p.take_muted().is_empty());
+        for ev in [
+            data(c, Direction::Egress, 0, 10, REQ),
+            data(s, Direction::Ingress, 0, 11, REQ),
+            data(s, Direction::Egress, 0, 12, RESP),
+            data(c, Direction::Ingress, 0, 13, RESP),
+        ] {
+            p.input(&Input::Event(&ev)).unwrap();
+        }
+        let out = shown(&p);
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(out[0]["comm"], "nginx");
+        assert_eq!(out[0]["side"], "server");
+        assert_eq!(out[0]["peer"]["comm"], "curl");
+    }
+
+    /// A request without an answer is reported at close, flagged.
+    #[test]
+    fn unanswered_request_is_reported_at_close() {
+        let mut p = pipeline(Filters::default());
+        let c = key(10, 3);
+        p.input(&Input::Event(&conn(
+            c,
+            "curl",
+            "10.0.0.1:5000",
+            "10.0.0.2:80",
+            Role::Client,
+        )))
+        .unwrap();
+        p.input(&Input::Event(&data(c, Direction::Egress, 0, 10, REQ)))
+            .unwrap();
+        assert!(shown(&p).is_empty());
+        let close = Event::Close(Close {
+            common: common(c, "curl", 20),
+            egress_bytes: REQ.len() as u64,
+            ingress_bytes: 0,
+        });
+        p.input(&Input::Event(&close)).unwrap();
+        let out = shown(&p);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0]["status"], serde_json::Value::Null);
+        assert_eq!(out[0]["flags"][0], "incomplete");
+        assert_eq!(p.stats().http_connections, 1);
+    }
+
+    /// Back-filled metadata lands on the connection; filters apply.
+    #[test]
+    fn metadata_and_filters() {
+        let mut p = pipeline(Filters {
+            status: Some(crate::filter::StatusMatch::parse("2xx").unwrap()),
+            ..Filters::default()
+        });
+        let c = key(10, 3);
+        p.input(&Input::Event(&conn(
+            c,
+            "curl",
+            "127.0.0.1:5000",
+            "127.0.0.1:80",
+            Role::Client,
+        )))
+        .unwrap();
+        let m = MetaUpdate {
+            pid: 10,
+            fd: 3,
+            generation: 7,
+            peer: Some(Peer {
+                pid: 99,
+                comm: "nginx".into(),
+            }),
+            ..MetaUpdate::default()
+        };
+        p.input(&Input::Meta(&m)).unwrap();
+        let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+        let mut pos = [0u64; 2];
+        for (req, resp) in [(REQ, RESP), (REQ, &ok[..])] {
+            p.input(&Input::Event(&data(c, Direction::Egress, pos[0], 10, req)))
+                .unwrap();
+            p.input(&Input::Event(&data(
+                c,
+                Direction::Ingress,
+                pos[1],
+                11,
+                resp,
+            )))
+            .unwrap();
+            pos[0] += req.len() as u64;
+            pos[1] += resp.len() as u64;
+        }
+        let out = shown(&p);
+        assert_eq!(out.len(), 1, "only the 200 passes --status 2xx: {out:?}");
+        assert_eq!(out[0]["peer"]["pid"], 99);
+        assert_eq!(p.stats().exchanges, 2);
+    }
+
+    /// Not HTTP: handed back to be muted in the kernel.
+    #[test]
+    fn not_http_is_muted() {
+        let mut p = pipeline(Filters::default());
+        let c = key(10, 3);
+        p.input(&Input::Event(&conn(
+            c,
+            "psql",
+            "127.0.0.1:5000",
+            "127.0.0.1:5432",
+            Role::Client,
+        )))
+        .unwrap();
+        let junk = [0x51u8; 200];
+        p.input(&Input::Event(&data(c, Direction::Egress, 0, 10, &junk)))
+            .unwrap();
+        assert_eq!(p.take_muted(), vec![c]);
+        assert!(shown(&p).is_empty());
+    }
+}

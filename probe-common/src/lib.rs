@@ -314,7 +314,7 @@ impl Config {
             flags: 0,
             self_tgid: 0,
             cap_bytes: DEFAULT_CAP_BYTES,
-            proto_probes: 8,
+            proto_probes: 64,
             comm: [0; COMM_LEN],
         }
     }
