@@ -230,6 +230,11 @@ impl DataStream {
         !self.gaps.is_empty()
     }
 
+    /// The gap that follows the current head, if any.
+    pub fn next_gap(&self) -> Option<Gap> {
+        self.gaps.front().map(|&(_, g)| g)
+    }
+
     /// Marks `n` head bytes as consumed by the parser.
     pub fn consume(&mut self, n: usize) {
         let stop = self.gaps.front().map_or(self.buf.len(), |&(at, _)| at);
