@@ -5,3 +5,4 @@
 //! points, so everything here is tested without a kernel.
 
 pub mod record;
+pub mod http2;
