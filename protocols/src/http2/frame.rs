@@ -86,6 +86,7 @@ pub const PRIORITY: u8 = 0x20;
 
 /// RFC 9113 §6.5.2 setting identifiers we use.
 pub const SETTINGS_HEADER_TABLE_SIZE: u16 = 0x1;
+pub const SETTINGS_ENABLE_PUSH: u16 = 0x2;
 pub const SETTINGS_MAX_FRAME_SIZE: u16 = 0x5;
 
 /// A parsed frame header.
@@ -164,8 +165,16 @@ impl FrameHeader {
     /// The strict check used to find frame boundaries without context (late
     /// join, after lost bytes): well formed, a known type that can start a
     /// sequence (not CONTINUATION), only flags defined for the type, R clear,
-    /// and a length within `max_len`.
+    /// a length within `max_len`, and not an empty DATA frame without
+    /// END_STREAM or an empty HEADERS frame: both are legal but useless, and
+    /// runs of zero octets (padding) followed by a real header look like them.
     pub fn plausible(&self, max_len: u32) -> bool {
+        let empty = self.len == self.prefix_len();
+        match self.kind {
+            FrameType::Data if empty && !self.has(END_STREAM) => return false,
+            FrameType::Headers if empty => return false,
+            _ => {}
+        }
         let defined = match self.kind {
             FrameType::Data => END_STREAM | PADDED,
             FrameType::Headers => END_STREAM | END_HEADERS | PADDED | PRIORITY,

@@ -31,7 +31,7 @@ use crate::record::{
 };
 use frame::{
     DEFAULT_MAX_FRAME_SIZE, END_HEADERS, END_STREAM, FRAME_HEADER_LEN, FrameHeader,
-    FrameType, PADDED, PREFACE, SETTINGS_HEADER_TABLE_SIZE, SETTINGS_MAX_FRAME_SIZE,
+    FrameType, PADDED, PREFACE, SETTINGS_ENABLE_PUSH, SETTINGS_HEADER_TABLE_SIZE, SETTINGS_MAX_FRAME_SIZE,
 };
 use grpc::MessageCounter;
 use hpack::Decoder;
@@ -60,9 +60,15 @@ const RECENTLY_CLOSED: usize = 256;
 /// longer frame would need that much look-ahead held by the caller.
 const RESYNC_MAX_FRAME: u32 = 1 << 16;
 
+/// Frames that must chain (each header plausible, each starting where the
+/// previous ends) to accept a boundary, unless the input ends exactly at the
+/// end of one of them (a write boundary).
+const RESYNC_CHAIN: usize = 3;
+
 /// Most octets `feed` leaves unconsumed while looking for a frame boundary:
-/// a candidate frame and the header of the frame after it.
-pub const RESYNC_LOOKAHEAD: usize = 2 * FRAME_HEADER_LEN + RESYNC_MAX_FRAME as usize;
+/// the frames of a chain but the last one's payload.
+pub const RESYNC_LOOKAHEAD: usize =
+    RESYNC_CHAIN * FRAME_HEADER_LEN + (RESYNC_CHAIN - 1) * RESYNC_MAX_FRAME as usize;
 
 /// Limits and options for one connection.
 #[derive(Clone, Debug)]
@@ -591,6 +597,10 @@ impl Http2Conn {
                     self.dirs[d].skip = true;
                 }
                 if h.kind == FrameType::Headers {
+                    if h.has(frame::PRIORITY) && self.client.is_none() {
+                        // Only clients prioritise (RFC 9113 §5.3.2).
+                        self.client = Some(dir);
+                    }
                     self.begin_block(dir, h.stream, h.has(END_STREAM), None);
                 }
                 self.dirs[d].prefix = h.prefix_len();
@@ -770,6 +780,10 @@ impl Http2Conn {
                 .decoder
                 .settings_table_size(value as u64),
             SETTINGS_MAX_FRAME_SIZE => self.dirs[to_sender].max_frame_size = Some(value),
+            // A server MUST NOT set SETTINGS_ENABLE_PUSH to 1 (RFC 9113 §6.5.2).
+            SETTINGS_ENABLE_PUSH if value == 1 && self.client.is_none() => {
+                self.client = Some(sender)
+            }
             _ => {}
         }
     }
@@ -847,7 +861,12 @@ impl Http2Conn {
         if self.client.is_none() {
             if pseudo.method && ctx.promise.is_none() {
                 self.client = Some(dir);
-            } else if pseudo.status.is_some() {
+            } else if pseudo.status.is_some()
+                || pseudo.grpc_status
+                || (ctx.stream % 2 == 0 && ctx.promise.is_none())
+            {
+                // Responses, gRPC trailers, and HEADERS on server-initiated
+                // (even, RFC 9113 §5.1.1) streams come from the server.
                 self.client = Some(dir.opposite());
             }
         }
@@ -873,8 +892,10 @@ impl Http2Conn {
         match pseudo.status {
             Some(code) if (100..200).contains(&code) => half.interim.push(code),
             _ => {
-                let is_headers = half.headers.is_none()
-                    && (pseudo.any || (headers.has_unknown() && !half.data_seen));
+                // Trailers always end the stream (RFC 9113 §8.1); a first
+                // block without pseudo-headers we can read that ends it is
+                // taken as trailers (their header block came before we did).
+                let is_headers = half.headers.is_none() && (pseudo.any || !ctx.end_stream);
                 if is_headers {
                     half.headers = Some(headers);
                 } else if half.trailers.is_none() {
@@ -1021,26 +1042,16 @@ impl Http2Conn {
         }
         let mut off = 0;
         while off + FRAME_HEADER_LEN <= buf.len() {
-            if let Some(h) = FrameHeader::parse(&buf[off..])
-                && h.plausible(max_len)
-            {
-                let end = off + FRAME_HEADER_LEN + h.len as usize;
-                let confirmed = if end == buf.len() {
-                    true
-                } else if let Some(next) = buf.get(end..).and_then(FrameHeader::parse) {
-                    h.plausible_successor(&next, max_len)
-                } else {
-                    // Wait for the next header before deciding.
-                    self.counters.resync_skipped += off as u64;
-                    return (off, false);
-                };
-                if confirmed {
+            match chain(&buf[off..], max_len) {
+                Some(true) => {
                     self.counters.resync_skipped += off as u64;
                     self.dirs[d].phase = Phase::Header;
                     return (off, true);
                 }
+                // Wait for more octets before deciding.
+                None => break,
+                Some(false) => off += 1,
             }
-            off += 1;
         }
         self.counters.resync_skipped += off as u64;
         (off, false)
@@ -1062,6 +1073,9 @@ impl Http2Conn {
         let mut ex = Exchange::new(Proto::Http2, side_of(client));
         ex.stream_id = Some(s.id);
         ex.flags = s.flags | extra;
+        if self.client.is_none() {
+            ex.flags |= Flags::SIDE_UNKNOWN;
+        }
         ex.reset_code = s.reset_code;
         let [h0, h1] = s.halves;
         let (req, resp) = if client == Direction::Egress {
@@ -1119,6 +1133,30 @@ impl Http2Conn {
     }
 }
 
+/// Is `buf` the start of a chain of [`RESYNC_CHAIN`] plausible frames?
+/// `None`: cannot tell yet (the chain runs past the end of `buf`).
+fn chain(buf: &[u8], max_len: u32) -> Option<bool> {
+    let Some(mut prev) = FrameHeader::parse(buf) else {
+        return None;
+    };
+    if !prev.plausible(max_len) {
+        return Some(false);
+    }
+    let mut end = FRAME_HEADER_LEN + prev.len as usize;
+    for _ in 1..RESYNC_CHAIN {
+        if end == buf.len() {
+            return Some(true);
+        }
+        let next = FrameHeader::parse(buf.get(end..)?)?;
+        if !prev.plausible_successor(&next, max_len) {
+            return Some(false);
+        }
+        end += FRAME_HEADER_LEN + next.len as usize;
+        prev = next;
+    }
+    Some(true)
+}
+
 fn side_of(client: Direction) -> Side {
     match client {
         Direction::Egress => Side::Client,
@@ -1148,6 +1186,8 @@ struct Pseudo {
     any: bool,
     method: bool,
     status: Option<u16>,
+    /// `grpc-status`: only servers send it.
+    grpc_status: bool,
 }
 
 impl Pseudo {
@@ -1156,9 +1196,16 @@ impl Pseudo {
             any: false,
             method: false,
             status: None,
+            grpc_status: false,
         };
         for (name, value, flags) in h.iter() {
-            if flags & FIELD_UNKNOWN != 0 || !name.starts_with(b":") {
+            if flags & FIELD_UNKNOWN != 0 {
+                continue;
+            }
+            if name == b"grpc-status" {
+                p.grpc_status = true;
+            }
+            if !name.starts_with(b":") {
                 continue;
             }
             p.any = true;
