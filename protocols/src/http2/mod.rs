@@ -287,6 +287,9 @@ pub struct Http2Conn {
     dirs: [Dir; 2],
     streams: Vec<Stream>,
     recently_closed: VecDeque<u32>,
+    /// Highest stream id opened so far, by parity (even, odd). Seen from the
+    /// start, ids only grow (RFC 9113 §5.1.1): a lower id not open is closed.
+    highest: [u32; 2],
     client: Option<Direction>,
     flags: Flags,
     counters: Http2Counters,
@@ -310,6 +313,7 @@ impl Http2Conn {
             dirs: [Dir::new(phase, decoder()), Dir::new(phase, decoder())],
             streams: Vec::new(),
             recently_closed: VecDeque::new(),
+            highest: [0; 2],
             client: None,
             flags: if late { Flags::LATE_JOIN } else { Flags::NONE },
             counters: Http2Counters::default(),
@@ -354,6 +358,7 @@ impl Http2Conn {
                 upgrade: Some((up.method, up.path, up.authority)),
             });
             conn.counters.streams_opened += 1;
+            conn.highest[1] = 1;
         }
         conn
     }
@@ -937,10 +942,13 @@ impl Http2Conn {
         if !create || id == 0 {
             return None;
         }
-        if self.recently_closed.contains(&id) {
+        let full_view = !self.flags.contains(Flags::LATE_JOIN);
+        let parity = (id % 2) as usize;
+        if (full_view && id <= self.highest[parity]) || self.recently_closed.contains(&id) {
             self.counters.frames_after_close += 1;
             return None;
         }
+        self.highest[parity] = self.highest[parity].max(id);
         if self.streams.len() >= self.cfg.max_open_streams.max(1) {
             // Flush the least recently active stream.
             if let Some((i, _)) = self.streams.iter().enumerate().min_by_key(|(_, s)| s.last_ns) {
