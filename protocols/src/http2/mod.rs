@@ -514,11 +514,8 @@ impl Http2Conn {
                 }
             }
             (Phase::Payload, FrameType::Settings) => {
-                // A lost SETTINGS_HEADER_TABLE_SIZE may have raised the table.
-                let assumed = self.cfg.assumed_table_size;
-                self.dirs[dir.opposite().index()]
-                    .decoder
-                    .settings_table_size(assumed);
+                // A lost SETTINGS_HEADER_TABLE_SIZE may have changed the table.
+                self.dirs[dir.opposite().index()].decoder.settings_lost();
                 self.dirs[d].skip = true;
             }
             (_, FrameType::Headers | FrameType::PushPromise | FrameType::Continuation) => {
@@ -598,9 +595,11 @@ impl Http2Conn {
                     if h.kind == FrameType::Data {
                         s.halves[d].data_seen = true;
                     }
-                } else {
+                } else if h.kind == FrameType::Data {
                     self.dirs[d].skip = true;
                 }
+                // A header block is always decoded, even for a stream we
+                // ignore: skipping it would miss its table insertions.
                 if h.kind == FrameType::Headers {
                     if h.has(frame::PRIORITY) && self.client.is_none() {
                         // Only clients prioritise (RFC 9113 §5.3.2).
@@ -942,7 +941,7 @@ impl Http2Conn {
         if !create || id == 0 {
             return None;
         }
-        let full_view = !self.flags.contains(Flags::LATE_JOIN);
+        let full_view = !self.flags.contains(Flags::LATE_JOIN) && self.counters.resyncs == 0;
         let parity = (id % 2) as usize;
         if (full_view && id <= self.highest[parity]) || self.recently_closed.contains(&id) {
             self.counters.frames_after_close += 1;
@@ -1020,6 +1019,9 @@ impl Http2Conn {
         {
             self.streams[i].flags |= Flags::HEADERS_PARTIAL;
         }
+        // SETTINGS may be among the lost frames: they bind the other
+        // direction's encoder.
+        self.dirs[dir.opposite().index()].decoder.settings_lost();
         let dd = &mut self.dirs[d];
         dd.decoder.forget();
         let _ = dd.decoder.end_block();

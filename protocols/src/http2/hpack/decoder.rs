@@ -165,6 +165,12 @@ impl Decoder {
         self.table.settings(value);
     }
 
+    /// SETTINGS of the decoding side may have been lost (see
+    /// [`DynamicTable::settings_lost`]).
+    pub fn settings_lost(&mut self) {
+        self.table.settings_lost(self.assumed_limit);
+    }
+
     /// Lose track of the table: bytes of this direction were lost, so header
     /// blocks (and their insertions) may have been missed. A block in
     /// progress is abandoned.

@@ -260,6 +260,13 @@ impl DynamicTable {
         }
     }
 
+    /// SETTINGS of the decoding side may have been lost: widen the bound to
+    /// `assumed` and stop checking size updates against what we saw.
+    pub fn settings_lost(&mut self, assumed: u64) {
+        self.limit = self.limit.max(assumed);
+        self.settings_max = None;
+    }
+
     /// Dynamic table size update (RFC 7541 §6.3). Returns false if it exceeds
     /// what the decoding side allowed (only checkable with a full view).
     pub fn size_update(&mut self, max: u64) -> bool {
