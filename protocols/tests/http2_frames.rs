@@ -249,7 +249,12 @@ fn late_join_unknown_entries_then_fully_known() {
     for (i, e) in ex.iter().enumerate() {
         assert!(e.flags.contains(Flags::LATE_JOIN));
         let r = e.response.as_ref().unwrap();
-        let (_, v, fl) = r.headers.iter().nth(1).unwrap();
+        // The first frame after a resync is skipped (its boundary is the
+        // least certain): that exchange has no response headers.
+        let Some((_, v, fl)) = r.headers.iter().nth(1) else {
+            assert_eq!(i, 0);
+            continue;
+        };
         if fl & FIELD_UNKNOWN != 0 {
             partial_seen = true;
             last_partial = i;
@@ -258,9 +263,16 @@ fn late_join_unknown_entries_then_fully_known() {
         } else {
             // Once resolvable it must be the right value, and stays so.
             assert_eq!(v, b"s-old");
-            assert!(!e.flags.contains(Flags::HEADERS_PARTIAL), "{i}");
+            assert!(!r.headers.has_unknown(), "{i}");
+            assert_eq!(
+                e.flags.contains(Flags::HEADERS_PARTIAL),
+                e.request.headers.has_unknown(),
+                "{i}"
+            );
         }
-        assert_eq!(e.path, format!("/p{i}"));
+        if i > 0 {
+            assert_eq!(e.path, format!("/p{i}"));
+        }
     }
     // x-session was re-inserted? No: the encoder references the old entry
     // until it is evicted, then inserts it again (now known).

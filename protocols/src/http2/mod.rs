@@ -60,6 +60,11 @@ const RECENTLY_CLOSED: usize = 256;
 /// longer frame would need that much look-ahead held by the caller.
 const RESYNC_MAX_FRAME: u32 = 1 << 16;
 
+/// A resync candidate's stream id may exceed the highest id seen on the
+/// connection by at most this much (ids grow by 2 per stream; 2048 streams
+/// opened within one gap is far beyond what a lost chunk can hide).
+const RESYNC_STREAM_WINDOW: u32 = 1 << 12;
+
 /// Frames that must chain (each header plausible, each starting where the
 /// previous ends) to accept a boundary, unless the input ends exactly at the
 /// end of one of them (a write boundary).
@@ -211,6 +216,13 @@ struct Dir {
     max_frame_size: Option<u32>,
     /// The next frame follows a resync: flag its stream.
     resynced: bool,
+    /// The next frame starts a resync chain: its boundary is the least
+    /// certain of the chain (a false start can land on a real boundary), so
+    /// its payload is skipped, header block included (the decoder has
+    /// forgotten its table already, so nothing is resolved wrongly).
+    distrust_next: bool,
+    /// The current frame is such a distrusted frame.
+    distrusted: bool,
 }
 
 impl Dir {
@@ -233,6 +245,8 @@ impl Dir {
             block_out: Headers::new(),
             max_frame_size: None,
             resynced: false,
+            distrust_next: false,
+            distrusted: false,
         }
     }
 }
@@ -290,6 +304,8 @@ pub struct Http2Conn {
     /// Highest stream id opened so far, by parity (even, odd). Seen from the
     /// start, ids only grow (RFC 9113 §5.1.1): a lower id not open is closed.
     highest: [u32; 2],
+    /// Highest stream id any frame carried (for the resync check).
+    streams_seen_max: Option<u32>,
     client: Option<Direction>,
     flags: Flags,
     counters: Http2Counters,
@@ -314,6 +330,7 @@ impl Http2Conn {
             streams: Vec::new(),
             recently_closed: VecDeque::new(),
             highest: [0; 2],
+            streams_seen_max: None,
             client: None,
             flags: if late { Flags::LATE_JOIN } else { Flags::NONE },
             counters: Http2Counters::default(),
@@ -567,6 +584,7 @@ impl Http2Conn {
             dd.pad = 0;
             dd.prefix = 0;
             dd.skip = false;
+            dd.distrusted = false;
         }
         if !h.well_formed() {
             self.malformed(dir);
@@ -579,6 +597,29 @@ impl Http2Conn {
         {
             self.malformed(dir);
             self.abandon_block(dir);
+        }
+        if std::mem::take(&mut self.dirs[d].distrust_next) {
+            let dd = &mut self.dirs[d];
+            dd.skip = true;
+            dd.distrusted = true;
+            dd.phase = Phase::Payload;
+            if matches!(h.kind, FrameType::Headers | FrameType::PushPromise) {
+                // Its CONTINUATION frames are skipped with it.
+                dd.decoder.begin_block();
+                dd.decoder.forget();
+                dd.block_out.clear();
+                dd.block = Some(BlockCtx {
+                    stream: h.stream,
+                    end_stream: false,
+                    promise: None,
+                    lost: true,
+                });
+            }
+            self.advance(dir, ts, out);
+            return;
+        }
+        if h.stream != 0 {
+            self.streams_seen_max = Some(self.streams_seen_max.unwrap_or(0).max(h.stream));
         }
         let resynced = std::mem::take(&mut self.dirs[d].resynced);
         let wire = FRAME_HEADER_LEN as u64;
@@ -757,6 +798,14 @@ impl Http2Conn {
     fn frame_end(&mut self, dir: Direction, ts: u64, out: &mut Vec<Exchange>) {
         let d = dir.index();
         let h = self.dirs[d].frame;
+        if self.dirs[d].distrusted {
+            let dd = &mut self.dirs[d];
+            if h.has(END_HEADERS) && dd.block.take().is_some() {
+                let _ = dd.decoder.end_block();
+                dd.block_out.clear();
+            }
+            return;
+        }
         match h.kind {
             FrameType::Data => {
                 if h.has(END_STREAM)
@@ -1050,12 +1099,14 @@ impl Http2Conn {
             self.dirs[d].phase = Phase::Header;
             return (PREFACE.len(), true);
         }
+        let max_stream = self.streams_seen_max.map(|m| m.saturating_add(RESYNC_STREAM_WINDOW));
         let mut off = 0;
         while off + FRAME_HEADER_LEN <= buf.len() {
-            match chain(&buf[off..], max_len) {
+            match chain(&buf[off..], max_len, false, max_stream) {
                 Some(true) => {
                     self.counters.resync_skipped += off as u64;
                     self.dirs[d].phase = Phase::Header;
+                    self.dirs[d].distrust_next = true;
                     return (off, true);
                 }
                 // Wait for more octets before deciding.
@@ -1145,20 +1196,27 @@ impl Http2Conn {
 
 /// Is `buf` the start of a chain of [`RESYNC_CHAIN`] plausible frames?
 /// `None`: cannot tell yet (the chain runs past the end of `buf`).
-fn chain(buf: &[u8], max_len: u32) -> Option<bool> {
+///
+/// A chain of at least two frames ending exactly where `buf` ends is also
+/// accepted (writes carry whole frames far more often than not), and a
+/// single frame if `at_write_start` says `buf` starts at a write.
+/// `max_stream`: stream ids above it are implausible.
+fn chain(buf: &[u8], max_len: u32, at_write_start: bool, max_stream: Option<u32>) -> Option<bool> {
     let Some(mut prev) = FrameHeader::parse(buf) else {
         return None;
     };
-    if !prev.plausible(max_len) {
+    let stream_ok = |h: &FrameHeader| max_stream.is_none_or(|m| h.stream <= m);
+    if !prev.plausible(max_len) || !stream_ok(&prev) {
         return Some(false);
     }
     let mut end = FRAME_HEADER_LEN + prev.len as usize;
-    for _ in 1..RESYNC_CHAIN {
-        if end == buf.len() {
+    for i in 1..RESYNC_CHAIN {
+        // Two chained frames ending exactly where the input ends.
+        if end == buf.len() && (i > 1 || at_write_start) {
             return Some(true);
         }
         let next = FrameHeader::parse(buf.get(end..)?)?;
-        if !prev.plausible_successor(&next, max_len) {
+        if !prev.plausible_successor(&next, max_len) || !stream_ok(&next) {
             return Some(false);
         }
         end += FRAME_HEADER_LEN + next.len as usize;

@@ -181,12 +181,27 @@ pub fn by_stream(ex: &[Exchange], id: u32) -> &Exchange {
 /// Every field of `late` is either flagged unknown or equal, position by
 /// position, to the field of `full`; returns the number of unknown fields.
 pub fn assert_no_wrong_header(full: &Headers, late: &Headers, what: &str) -> usize {
+    assert_no_wrong_header_prefix(full, late, false, what)
+}
+
+/// As [`assert_no_wrong_header`]; with `allow_prefix`, `late` may stop early
+/// (a header block cut by lost octets).
+pub fn assert_no_wrong_header_prefix(
+    full: &Headers,
+    late: &Headers,
+    allow_prefix: bool,
+    what: &str,
+) -> usize {
     if late.is_empty() {
         return 0;
     }
     let f: Vec<_> = full.iter().collect();
     let l: Vec<_> = late.iter().collect();
-    assert_eq!(f.len(), l.len(), "{what}: field count\nfull {full:?}\nlate {late:?}");
+    if allow_prefix {
+        assert!(l.len() <= f.len(), "{what}: field count\nfull {full:?}\nlate {late:?}");
+    } else {
+        assert_eq!(f.len(), l.len(), "{what}: field count\nfull {full:?}\nlate {late:?}");
+    }
     let mut unknown = 0;
     for (a, b) in f.iter().zip(&l) {
         if b.2 & FIELD_UNKNOWN != 0 {
