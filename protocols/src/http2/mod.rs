@@ -599,6 +599,10 @@ impl Http2Conn {
             self.abandon_block(dir);
         }
         if std::mem::take(&mut self.dirs[d].distrust_next) {
+            // If it is real, the stream it names lost this frame.
+            if let Some(i) = self.find(h.stream) {
+                self.streams[i].flags |= Flags::GAP | Flags::RESYNCED;
+            }
             let dd = &mut self.dirs[d];
             dd.skip = true;
             dd.distrusted = true;
