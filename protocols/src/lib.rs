@@ -4,5 +4,5 @@
 //! (`collector`) and replays of recorded sessions feed it through the same entry
 //! points, so everything here is tested without a kernel.
 
-pub mod record;
 pub mod http2;
+pub mod record;

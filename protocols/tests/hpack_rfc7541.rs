@@ -58,9 +58,17 @@ fn run(name: &str, table_size: u64, steps: &[Step]) {
         let mut h = Headers::new();
         d.decode_block(&hex(s.wire), &mut h)
             .unwrap_or_else(|e| panic!("{name} step {i}: {e}"));
-        let want: Vec<_> = s.list.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect();
+        let want: Vec<_> = s
+            .list
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
         assert_eq!(fields(&h), want, "{name} step {i}: header list");
-        let want: Vec<_> = s.table.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect();
+        let want: Vec<_> = s
+            .table
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
         assert_eq!(table(&d), want, "{name} step {i}: dynamic table");
         assert_eq!(d.table().size(), s.size, "{name} step {i}: table size");
         assert!(d.table().fully_known());
@@ -86,21 +94,26 @@ fn c2_field_representations() {
     // C.2.1 literal with indexing
     let mut d = Decoder::new(1 << 16);
     let mut h = Headers::new();
-    d.decode_block(&hex("400a 6375 7374 6f6d 2d6b 6579 0d63 7573 746f 6d2d 6865 6164 6572"), &mut h)
-        .unwrap();
+    d.decode_block(
+        &hex("400a 6375 7374 6f6d 2d6b 6579 0d63 7573 746f 6d2d 6865 6164 6572"),
+        &mut h,
+    )
+    .unwrap();
     assert_eq!(fields(&h), [("custom-key".into(), "custom-header".into())]);
     assert_eq!(table(&d), [("custom-key".into(), "custom-header".into())]);
     assert_eq!(d.table().size(), 55);
     // C.2.2 literal without indexing
     let mut d = Decoder::new(1 << 16);
     let mut h = Headers::new();
-    d.decode_block(&hex("040c 2f73 616d 706c 652f 7061 7468"), &mut h).unwrap();
+    d.decode_block(&hex("040c 2f73 616d 706c 652f 7061 7468"), &mut h)
+        .unwrap();
     assert_eq!(fields(&h), [(":path".into(), "/sample/path".into())]);
     assert_eq!(d.table().len(), 0);
     // C.2.3 literal never indexed
     let mut d = Decoder::new(1 << 16);
     let mut h = Headers::new();
-    d.decode_block(&hex("1008 7061 7373 776f 7264 0673 6563 7265 74"), &mut h).unwrap();
+    d.decode_block(&hex("1008 7061 7373 776f 7264 0673 6563 7265 74"), &mut h)
+        .unwrap();
     assert_eq!(fields(&h), [("password".into(), "secret".into())]);
     assert_eq!(h.iter().next().unwrap().2, FIELD_NEVER_INDEXED);
     assert_eq!(d.table().len(), 0);
@@ -133,7 +146,10 @@ const REQ3: &[(&str, &str)] = &[
     ("custom-key", "custom-value"),
 ];
 const REQ_T1: &[(&str, &str)] = &[(":authority", "www.example.com")];
-const REQ_T2: &[(&str, &str)] = &[("cache-control", "no-cache"), (":authority", "www.example.com")];
+const REQ_T2: &[(&str, &str)] = &[
+    ("cache-control", "no-cache"),
+    (":authority", "www.example.com"),
+];
 const REQ_T3: &[(&str, &str)] = &[
     ("custom-key", "custom-value"),
     ("cache-control", "no-cache"),
@@ -214,7 +230,10 @@ const RESP3: &[(&str, &str)] = &[
     ("date", "Mon, 21 Oct 2013 20:13:22 GMT"),
     ("location", "https://www.example.com"),
     ("content-encoding", "gzip"),
-    ("set-cookie", "foo=ASDJKHQKBZXOQWEOPIUAXQWEOIU; max-age=3600; version=1"),
+    (
+        "set-cookie",
+        "foo=ASDJKHQKBZXOQWEOPIUAXQWEOIU; max-age=3600; version=1",
+    ),
 ];
 const RESP_T1: &[(&str, &str)] = &[
     ("location", "https://www.example.com"),
@@ -229,7 +248,10 @@ const RESP_T2: &[(&str, &str)] = &[
     ("cache-control", "private"),
 ];
 const RESP_T3: &[(&str, &str)] = &[
-    ("set-cookie", "foo=ASDJKHQKBZXOQWEOPIUAXQWEOIU; max-age=3600; version=1"),
+    (
+        "set-cookie",
+        "foo=ASDJKHQKBZXOQWEOPIUAXQWEOIU; max-age=3600; version=1",
+    ),
     ("content-encoding", "gzip"),
     ("date", "Mon, 21 Oct 2013 20:13:22 GMT"),
 ];
@@ -324,7 +346,10 @@ fn encoder_round_trip_with_resizes() {
         let mut h = Headers::new();
         dec.decode_block(&wire, &mut h).unwrap();
         let got: Vec<_> = h.iter().map(|(n, v, _)| (n.to_vec(), v.to_vec())).collect();
-        let want: Vec<_> = list.iter().map(|(n, v, _)| (n.to_vec(), v.to_vec())).collect();
+        let want: Vec<_> = list
+            .iter()
+            .map(|(n, v, _)| (n.to_vec(), v.to_vec()))
+            .collect();
         assert_eq!(got, want, "round {round}");
         assert_eq!(dec.table().len(), enc.len(), "round {round}");
     }
@@ -344,6 +369,10 @@ fn hostile_inputs_are_errors_not_panics() {
     ];
     for (wire, err) in cases {
         let mut d = Decoder::new(1 << 16);
-        assert_eq!(d.decode_block(&hex(wire), &mut Headers::new()), Err(*err), "{wire}");
+        assert_eq!(
+            d.decode_block(&hex(wire), &mut Headers::new()),
+            Err(*err),
+            "{wire}"
+        );
     }
 }

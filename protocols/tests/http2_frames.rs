@@ -43,12 +43,21 @@ impl Wire {
             .map(|(n, v)| (n.as_bytes(), v.as_bytes(), false))
             .collect();
         let mut b = Vec::new();
-        if dir == C { &mut self.cenc } else { &mut self.senc }.encode(&f, &mut b);
+        if dir == C {
+            &mut self.cenc
+        } else {
+            &mut self.senc
+        }
+        .encode(&f, &mut b);
         b
     }
 
     fn out(&mut self, dir: Direction) -> &mut Vec<u8> {
-        if dir == C { &mut self.client } else { &mut self.server }
+        if dir == C {
+            &mut self.client
+        } else {
+            &mut self.server
+        }
     }
 
     fn headers(&mut self, dir: Direction, sid: u32, flags: u8, fields: &[(&str, &str)]) {
@@ -67,12 +76,22 @@ impl Wire {
             C,
             sid,
             END_STREAM,
-            &[(":method", "GET"), (":scheme", "http"), (":path", path), (":authority", "a.test")],
+            &[
+                (":method", "GET"),
+                (":scheme", "http"),
+                (":path", path),
+                (":authority", "a.test"),
+            ],
         );
     }
 
     fn ok(&mut self, sid: u32, body: &[u8]) {
-        self.headers(S, sid, 0, &[(":status", "200"), ("content-type", "text/plain")]);
+        self.headers(
+            S,
+            sid,
+            0,
+            &[(":status", "200"), ("content-type", "text/plain")],
+        );
         self.data(S, sid, END_STREAM, body);
     }
 
@@ -107,19 +126,29 @@ fn interleaved_streams_continuation_padding_priority() {
     payload.extend_from_slice(&[0x80, 0, 0, 3, 99]); // exclusive dep on 3, weight 99
     payload.extend_from_slice(&block[..10]);
     payload.extend_from_slice(&[0; 7]);
-    w.client.extend(frame(FrameType::Headers, PADDED | PRIORITY, 1, &payload));
+    w.client
+        .extend(frame(FrameType::Headers, PADDED | PRIORITY, 1, &payload));
     // Stream 3 cannot interleave inside the block; it starts after.
-    w.client.extend(frame(FrameType::Continuation, 0, 1, &block[10..100]));
-    w.client.extend(frame(FrameType::Continuation, END_HEADERS, 1, &block[100..]));
+    w.client
+        .extend(frame(FrameType::Continuation, 0, 1, &block[10..100]));
+    w.client.extend(frame(
+        FrameType::Continuation,
+        END_HEADERS,
+        1,
+        &block[100..],
+    ));
     w.get(3, "/three");
     let mut padded = vec![200u8];
     padded.extend_from_slice(&[b'u'; 1000]);
     padded.extend_from_slice(&[0; 200]);
     w.client.extend(frame(FrameType::Data, PADDED, 1, &padded));
-    w.client.extend(frame(FrameType::Priority, 0, 3, &[0, 0, 0, 1, 16]));
-    w.client.extend(frame(FrameType::WindowUpdate, 0, 0, &[0, 0, 1, 0]));
+    w.client
+        .extend(frame(FrameType::Priority, 0, 3, &[0, 0, 0, 1, 16]));
+    w.client
+        .extend(frame(FrameType::WindowUpdate, 0, 0, &[0, 0, 1, 0]));
     w.client.extend(frame(FrameType::Ping, 0, 0, &[1; 8]));
-    w.client.extend(frame(FrameType::Unknown(0xfa), 0xff, 5, &[9; 33]));
+    w.client
+        .extend(frame(FrameType::Unknown(0xfa), 0xff, 5, &[9; 33]));
     w.data(C, 1, END_STREAM, b"tail");
     // Responses interleaved: 3 first, then 1, DATA frames alternating.
     w.headers(S, 3, 0, &[(":status", "200")]);
@@ -138,7 +167,10 @@ fn interleaved_streams_continuation_padding_priority() {
         assert_eq!(c.unknown_frames, 1);
         assert_eq!(ex.len(), 2);
         let one = by_stream(&ex, 1);
-        assert_eq!((one.method.as_str(), one.path.as_str()), ("POST", "/upload"));
+        assert_eq!(
+            (one.method.as_str(), one.path.as_str()),
+            ("POST", "/upload")
+        );
         assert_eq!(get(&one.request.headers, "x-long").unwrap().len(), 300);
         assert_eq!(one.request.body_len, 1004);
         let r = one.response.as_ref().unwrap();
@@ -184,9 +216,12 @@ fn frames_up_to_max_frame_size() {
 #[test]
 fn table_raised_by_settings_and_size_update() {
     let mut w = Wire::new();
-    w.client.extend(frame(FrameType::Settings, 0, 0, &[0, 1, 0, 1, 0, 0])); // 65536
+    w.client
+        .extend(frame(FrameType::Settings, 0, 0, &[0, 1, 0, 1, 0, 0])); // 65536
     w.senc.set_max_size(65536);
-    let values: Vec<String> = (0..100).map(|i| format!("{i:03}-{}", "v".repeat(400))).collect();
+    let values: Vec<String> = (0..100)
+        .map(|i| format!("{i:03}-{}", "v".repeat(400)))
+        .collect();
     for i in 0..values.len() {
         let sid = 1 + 2 * i as u32;
         w.get(sid, "/t");
@@ -202,7 +237,13 @@ fn table_raised_by_settings_and_size_update() {
     assert_eq!(conn.counters().hpack_errors, 0);
     assert_eq!(ex.len(), 100);
     for (i, e) in ex.iter().enumerate() {
-        let got: Vec<_> = e.response.as_ref().unwrap().headers.get_all(b"x-v").collect();
+        let got: Vec<_> = e
+            .response
+            .as_ref()
+            .unwrap()
+            .headers
+            .get_all(b"x-v")
+            .collect();
         assert_eq!(got.len(), i + 1);
         assert_eq!(got[i], values[i].as_bytes());
     }
@@ -223,8 +264,10 @@ fn late_join_unknown_entries_then_fully_known() {
     w.headers(S, 1, 0, &[(":status", "200"), ("x-session", "s-old")]);
     w.data(S, 1, END_STREAM, b"x");
     let (c0, s0) = (w.client.len(), w.server.len());
-    let mut cfg = Http2Config::default();
-    cfg.assumed_table_size = 4096;
+    let cfg = Http2Config {
+        assumed_table_size: 4096,
+        ..Http2Config::default()
+    };
     let mut partial_seen = false;
     let mut last_partial = 0;
     for i in 0..30u32 {
@@ -236,7 +279,11 @@ fn late_join_unknown_entries_then_fully_known() {
             S,
             sid,
             0,
-            &[(":status", "200"), ("x-session", "s-old"), ("x-fresh", &fresh)],
+            &[
+                (":status", "200"),
+                ("x-session", "s-old"),
+                ("x-fresh", &fresh),
+            ],
         );
         w.data(S, sid, END_STREAM, b"y");
     }
@@ -279,7 +326,10 @@ fn late_join_unknown_entries_then_fully_known() {
     // until it is evicted, then inserts it again (now known).
     assert!(partial_seen);
     assert!(last_partial < 29);
-    assert!(known, "table must be fully known after > 4064 octets inserted");
+    assert!(
+        known,
+        "table must be fully known after > 4064 octets inserted"
+    );
     assert_eq!(conn.counters().hpack_errors, 0);
 }
 
@@ -290,22 +340,36 @@ fn rst_goaway_push_and_interim() {
         C,
         1,
         0,
-        &[(":method", "POST"), (":scheme", "http"), (":path", "/big"), ("expect", "100-continue")],
+        &[
+            (":method", "POST"),
+            (":scheme", "http"),
+            (":path", "/big"),
+            ("expect", "100-continue"),
+        ],
     );
     w.headers(S, 1, 0, &[(":status", "100")]);
     w.data(C, 1, END_STREAM, b"payload");
     w.headers(S, 1, 0, &[(":status", "200")]);
     // Push a resource on stream 2 (padded PUSH_PROMISE).
-    let promise = w.block(S, &[(":method", "GET"), (":scheme", "http"), (":path", "/pushed")]);
+    let promise = w.block(
+        S,
+        &[
+            (":method", "GET"),
+            (":scheme", "http"),
+            (":path", "/pushed"),
+        ],
+    );
     let mut p = vec![3u8, 0, 0, 0, 2];
     p.extend_from_slice(&promise);
     p.extend_from_slice(&[0; 3]);
-    w.server.extend(frame(FrameType::PushPromise, PADDED | END_HEADERS, 1, &p));
+    w.server
+        .extend(frame(FrameType::PushPromise, PADDED | END_HEADERS, 1, &p));
     w.data(S, 1, END_STREAM, b"done");
     w.headers(S, 2, 0, &[(":status", "200")]);
     w.data(S, 2, END_STREAM, b"pushed body");
     w.get(3, "/cancelled");
-    w.client.extend(frame(FrameType::RstStream, 0, 3, &8u32.to_be_bytes()));
+    w.client
+        .extend(frame(FrameType::RstStream, 0, 3, &8u32.to_be_bytes()));
     w.get(5, "/refused");
     w.get(7, "/refused-too");
     let mut ga = 5u32.to_be_bytes().to_vec();
@@ -316,7 +380,10 @@ fn rst_goaway_push_and_interim() {
     let (ex, conn) = w.run(Start::Preface, usize::MAX);
     assert_eq!(conn.counters().pushes, 1);
     let one = by_stream(&ex, 1);
-    assert_eq!((one.interim.as_slice(), one.status), (&[100u16][..], Some(200)));
+    assert_eq!(
+        (one.interim.as_slice(), one.status),
+        (&[100u16][..], Some(200))
+    );
     let pushed = by_stream(&ex, 2);
     assert!(pushed.flags.contains(Flags::PUSH));
     assert_eq!(pushed.path, "/pushed");
@@ -338,14 +405,23 @@ fn every_prefix_is_need_more_never_an_error() {
     let mut block = vec![5u8];
     block.extend_from_slice(&w.block(C, &[(":method", "GET"), (":path", "/b")]));
     block.extend_from_slice(&[0; 5]);
-    w.client.extend(frame(FrameType::Headers, PADDED | END_STREAM | END_HEADERS, 3, &block));
+    w.client.extend(frame(
+        FrameType::Headers,
+        PADDED | END_STREAM | END_HEADERS,
+        3,
+        &block,
+    ));
     for dir in [C, S] {
         let bytes = if dir == C { &w.client } else { &w.server };
         for cut in 0..=bytes.len() {
             let mut f = Feeder::new(&Http2Config::default(), Start::Preface);
             f.feed(dir, &bytes[..cut], 0);
             let c = f.conn.counters();
-            assert_eq!((c.malformed_frames, c.hpack_errors, c.resyncs), (0, 0, 0), "cut {cut}");
+            assert_eq!(
+                (c.malformed_frames, c.hpack_errors, c.resyncs),
+                (0, 0, 0),
+                "cut {cut}"
+            );
             assert!(f.held(dir) < 24, "cut {cut} held {}", f.held(dir));
         }
     }
@@ -356,7 +432,12 @@ fn malformed_frames_and_hpack_errors_are_flagged_and_counted() {
     let mut w = Wire::new();
     w.get(1, "/ok");
     // A header block with an index past the table: an HPACK error.
-    w.client.extend(frame(FrameType::Headers, END_HEADERS | END_STREAM, 3, &[0x82, 0xff, 0x10]));
+    w.client.extend(frame(
+        FrameType::Headers,
+        END_HEADERS | END_STREAM,
+        3,
+        &[0x82, 0xff, 0x10],
+    ));
     w.ok(1, b"fine");
     w.ok(3, b"three");
     // A PING of 7 octets: malformed; we resync on the next frame.
@@ -378,8 +459,10 @@ fn malformed_frames_and_hpack_errors_are_flagged_and_counted() {
 
 #[test]
 fn garbage_never_panics_and_memory_stays_bounded() {
-    let mut cfg = Http2Config::default();
-    cfg.max_open_streams = 8;
+    let cfg = Http2Config {
+        max_open_streams: 8,
+        ..Http2Config::default()
+    };
     let mut x: u64 = 0x1234_5678_9abc_def1;
     for round in 0..200 {
         let start = [Start::Preface, Start::LateJoin][round % 2].clone();
@@ -393,7 +476,7 @@ fn garbage_never_panics_and_memory_stays_bounded() {
                 buf.push(x as u8);
             }
             let dir = if x & 1 == 0 { C } else { S };
-            if x % 7 == 0 {
+            if x.is_multiple_of(7) {
                 f.lost(dir, x % 1000, 0);
             } else {
                 f.feed(dir, &buf, 0);
@@ -419,7 +502,12 @@ fn many_streams_are_released() {
     let (ex, conn) = f.close(3);
     assert_eq!(conn.open_streams(), 0);
     // Evicted streams were emitted incomplete; their responses are ignored.
-    assert_eq!(ex.iter().filter(|e| e.flags.contains(Flags::INCOMPLETE)).count(), 976);
+    assert_eq!(
+        ex.iter()
+            .filter(|e| e.flags.contains(Flags::INCOMPLETE))
+            .count(),
+        976
+    );
     assert_eq!(ex.iter().filter(|e| e.status == Some(200)).count(), 1024);
 }
 

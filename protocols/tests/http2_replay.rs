@@ -6,9 +6,7 @@ mod http2_support;
 use http2_support::*;
 use protocols::http2::frame::{FRAME_HEADER_LEN, FrameHeader, FrameType, PREFACE};
 use protocols::http2::{Http2Config, Start};
-use protocols::record::{
-    Direction, Exchange, FIELD_NEVER_INDEXED, Flags, GrpcKind, Headers, Side,
-};
+use protocols::record::{Direction, Exchange, FIELD_NEVER_INDEXED, Flags, GrpcKind, Headers, Side};
 
 fn run(name: &str) -> Vec<Exchange> {
     let chunks = load(name);
@@ -16,7 +14,12 @@ fn run(name: &str) -> Vec<Exchange> {
     let (ex, conn) = replay(&Http2Config::default(), start, &chunks, true, 0, true);
     let c = conn.counters();
     assert_eq!(
-        (c.malformed_frames, c.hpack_errors, c.resyncs, c.unknown_refs),
+        (
+            c.malformed_frames,
+            c.hpack_errors,
+            c.resyncs,
+            c.unknown_refs
+        ),
         (0, 0, 0, 0),
         "{name}: {c:?}"
     );
@@ -70,7 +73,10 @@ fn nghttp_push_continuation_padding() {
         assert!(e.request.headers.len() > 10);
         assert!(e.flags.is_empty(), "{:?}", e.flags);
     }
-    let pushes: Vec<_> = ex.iter().filter(|e| e.flags.contains(Flags::PUSH)).collect();
+    let pushes: Vec<_> = ex
+        .iter()
+        .filter(|e| e.flags.contains(Flags::PUSH))
+        .collect();
     assert_eq!(pushes.len(), 3);
     for e in &pushes {
         assert_eq!(e.stream_id.unwrap() % 2, 0);
@@ -98,19 +104,33 @@ fn python_h2_features() {
     for (i, id) in [3u32, 5, 7, 9].into_iter().enumerate() {
         let e = by_stream(&ex, id);
         assert_eq!(e.path, format!("/small?{i}"));
-        assert_eq!(get(&e.request.headers, "x-req"), Some(format!("{i}").as_str()));
+        assert_eq!(
+            get(&e.request.headers, "x-req"),
+            Some(format!("{i}").as_str())
+        );
         assert_eq!(e.response.as_ref().unwrap().body_len, 22);
     }
     let echo = by_stream(&ex, 11);
-    assert_eq!((echo.method.as_str(), echo.request.body_len), ("POST", 3000));
+    assert_eq!(
+        (echo.method.as_str(), echo.request.body_len),
+        ("POST", 3000)
+    );
     assert_eq!(echo.response.as_ref().unwrap().body_len, 3000);
     let tr = by_stream(&ex, 13);
     let resp = tr.response.as_ref().unwrap();
     assert_eq!(get(&resp.trailers, "x-checksum"), Some("abc123"));
     assert_eq!(resp.body_len, 1000);
     let big = by_stream(&ex, 15);
-    assert_eq!(get(&big.request.headers, "x-big-request").unwrap().len(), 20000);
-    assert_eq!(get(&big.response.as_ref().unwrap().headers, "x-big").unwrap().len(), 40000);
+    assert_eq!(
+        get(&big.request.headers, "x-big-request").unwrap().len(),
+        20000
+    );
+    assert_eq!(
+        get(&big.response.as_ref().unwrap().headers, "x-big")
+            .unwrap()
+            .len(),
+        40000
+    );
     let padded = by_stream(&ex, 17);
     assert_eq!(padded.response.as_ref().unwrap().body_len, 500);
     let reset = by_stream(&ex, 19);
@@ -143,9 +163,15 @@ fn grpc_python_calls() {
     }
     // Trailers-only response carries grpc-status and the decoded message.
     let fail = by_stream(&ex, 9).grpc.as_ref().unwrap();
-    assert_eq!(fail.message.as_deref(), Some("no such thing: caf\u{e9} 100%"));
+    assert_eq!(
+        fail.message.as_deref(),
+        Some("no such thing: caf\u{e9} 100%")
+    );
     for id in [11, 13, 15, 17, 19] {
-        assert_eq!(by_stream(&ex, id).grpc.as_ref().unwrap().kind, GrpcKind::Unary);
+        assert_eq!(
+            by_stream(&ex, id).grpc.as_ref().unwrap().kind,
+            GrpcKind::Unary
+        );
     }
 }
 
@@ -162,7 +188,10 @@ fn node_interleaved_streams() {
         assert_eq!(e.request.body_len, expect_body);
         let resp = e.response.as_ref().unwrap();
         assert_eq!(get(&resp.headers, "x-path"), Some(e.path.as_str()));
-        assert_eq!(get(&resp.headers, "x-received"), Some(expect_body.to_string().as_str()));
+        assert_eq!(
+            get(&resp.headers, "x-received"),
+            Some(expect_body.to_string().as_str())
+        );
     }
 }
 
@@ -212,7 +241,11 @@ fn headers_positions(chunks: &[Chunk], skip_preface: bool) -> Vec<(usize, usize)
     let mut next = [0usize; 2];
     let mut pos = [0usize; 2];
     let mut buf = [Vec::new(), Vec::new()];
-    if skip_preface && chunks.first().is_some_and(|c| c.0 == 0 && c.2.starts_with(PREFACE)) {
+    if skip_preface
+        && chunks
+            .first()
+            .is_some_and(|c| c.0 == 0 && c.2.starts_with(PREFACE))
+    {
         next[0] = PREFACE.len();
     }
     for (i, (d, _, b)) in chunks.iter().enumerate() {
@@ -245,7 +278,14 @@ fn late_join_at_every_headers_boundary_never_shows_a_wrong_header() {
             continue; // the HTTP/1.1 head is not HTTP/2; its split is tested above
         }
         let chunks = load(name);
-        let (full, _) = replay(&Http2Config::default(), Start::Preface, &chunks, true, 0, false);
+        let (full, _) = replay(
+            &Http2Config::default(),
+            Start::Preface,
+            &chunks,
+            true,
+            0,
+            false,
+        );
         for (ci, off) in headers_positions(&chunks, true) {
             joins += 1;
             let mut f = Feeder::new(&Http2Config::default(), Start::LateJoin);
@@ -263,7 +303,11 @@ fn late_join_at_every_headers_boundary_never_shows_a_wrong_header() {
                 }
             }
             let (late, conn) = f.close(0);
-            assert_eq!(conn.counters().hpack_errors, 0, "{name} at chunk {ci}+{off}");
+            assert_eq!(
+                conn.counters().hpack_errors,
+                0,
+                "{name} at chunk {ci}+{off}"
+            );
             for e in &late {
                 assert!(e.flags.contains(Flags::LATE_JOIN));
                 let Some(full_e) = full.iter().find(|x| x.stream_id == e.stream_id) else {
@@ -273,9 +317,13 @@ fn late_join_at_every_headers_boundary_never_shows_a_wrong_header() {
                 let what = format!("{name} join at chunk {ci}+{off} stream {:?}", e.stream_id);
                 let mut unknown = 0;
                 // Sides not inferred: the messages may be swapped (flagged).
-                let (req, resp) = if e.flags.contains(Flags::SIDE_UNKNOWN) && e.side != full_e.side {
+                let (req, resp) = if e.flags.contains(Flags::SIDE_UNKNOWN) && e.side != full_e.side
+                {
                     side_unknown += 1;
-                    (e.response.clone().unwrap_or_default(), Some(e.request.clone()))
+                    (
+                        e.response.clone().unwrap_or_default(),
+                        Some(e.request.clone()),
+                    )
                 } else {
                     (e.request.clone(), e.response.clone())
                 };
@@ -286,7 +334,11 @@ fn late_join_at_every_headers_boundary_never_shows_a_wrong_header() {
                     unknown += assert_no_wrong_header(&a.trailers, &b.trailers, &what);
                     assert!(b.body_len <= a.body_len, "{what}");
                 }
-                assert_eq!(unknown > 0, e.flags.contains(Flags::HEADERS_PARTIAL), "{what}");
+                assert_eq!(
+                    unknown > 0,
+                    e.flags.contains(Flags::HEADERS_PARTIAL),
+                    "{what}"
+                );
                 if !e.method.is_empty() {
                     assert_eq!(e.method, full_e.method, "{what}");
                 }
@@ -312,7 +364,11 @@ fn late_join_at_every_headers_boundary_never_shows_a_wrong_header() {
 #[test]
 fn loss_inside_data_keeps_sync() {
     let chunks = load("curl_prior_knowledge");
-    let server: Vec<u8> = chunks.iter().filter(|c| c.0 == 1).flat_map(|c| c.2.clone()).collect();
+    let server: Vec<u8> = chunks
+        .iter()
+        .filter(|c| c.0 == 1)
+        .flat_map(|c| c.2.clone())
+        .collect();
     // Find the third DATA frame of the response.
     let mut pos = 0;
     let mut data_frames = 0;
@@ -352,7 +408,14 @@ fn loss_across_frames_resyncs_without_wrong_headers() {
             continue;
         }
         let chunks = load(name);
-        let (full, _) = replay(&Http2Config::default(), Start::Preface, &chunks, true, 0, false);
+        let (full, _) = replay(
+            &Http2Config::default(),
+            Start::Preface,
+            &chunks,
+            true,
+            0,
+            false,
+        );
         // Lose a whole chunk, its first half, its second half, or 1 octet
         // in the middle.
         for (victim, part) in (1..chunks.len()).flat_map(|v| (0..4).map(move |p| (v, p))) {
@@ -417,7 +480,14 @@ fn loss_across_frames_resyncs_without_wrong_headers() {
 #[test]
 fn timestamps_and_latency() {
     let chunks = load("grpc_python");
-    let (ex, _) = replay(&Http2Config::default(), Start::Preface, &chunks, true, 0, true);
+    let (ex, _) = replay(
+        &Http2Config::default(),
+        Start::Preface,
+        &chunks,
+        true,
+        0,
+        true,
+    );
     for e in &ex {
         let resp = e.response.as_ref().unwrap();
         assert!(e.request.first_ns > 0);
@@ -428,4 +498,3 @@ fn timestamps_and_latency() {
     }
     let _ = Direction::Egress;
 }
-

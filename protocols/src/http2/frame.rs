@@ -153,7 +153,12 @@ impl FrameHeader {
             FrameType::Priority => stream_frame && self.len == 5,
             FrameType::RstStream => stream_frame && self.len == 4,
             FrameType::Settings => {
-                !stream_frame && if self.has(ACK) { self.len == 0 } else { self.len % 6 == 0 }
+                !stream_frame
+                    && if self.has(ACK) {
+                        self.len == 0
+                    } else {
+                        self.len.is_multiple_of(6)
+                    }
             }
             FrameType::Ping => !stream_frame && self.len == 8,
             FrameType::Goaway => !stream_frame && self.len >= 8,

@@ -63,7 +63,12 @@ impl MessageCounter {
 pub fn is_grpc(headers: &Headers) -> bool {
     headers
         .get(b"content-type")
-        .is_some_and(|v| v.len() >= 16 && v[..16].eq_ignore_ascii_case(b"application/grpc"))
+        .is_some_and(is_grpc_content_type)
+}
+
+/// True if a content-type value names gRPC.
+pub fn is_grpc_content_type(v: &[u8]) -> bool {
+    v.len() >= 16 && v[..16].eq_ignore_ascii_case(b"application/grpc")
 }
 
 /// `/package.Service/Method` into (service, method).
@@ -109,8 +114,10 @@ pub struct CallParts<'a> {
     pub path: &'a str,
     pub req: &'a MessageCounter,
     pub resp: &'a MessageCounter,
-    pub resp_headers: Option<&'a Headers>,
-    pub resp_trailers: Option<&'a Headers>,
+    /// `grpc-status` and `grpc-message` from the trailers, or from the
+    /// headers of a trailers-only response.
+    pub status: Option<&'a [u8]>,
+    pub message: Option<&'a [u8]>,
 }
 
 /// Assemble the gRPC view of an exchange.
@@ -122,18 +129,11 @@ pub fn build(p: CallParts<'_>) -> Grpc {
         (true, false) => GrpcKind::ClientStreaming,
         (true, true) => GrpcKind::BidiStreaming,
     };
-    // Status in trailers, or in the headers of a trailers-only response.
-    let status_src = [p.resp_trailers, p.resp_headers]
-        .into_iter()
-        .flatten()
-        .find(|h| h.get(b"grpc-status").is_some());
-    let status = status_src
-        .and_then(|h| h.get(b"grpc-status"))
+    let status = p
+        .status
         .and_then(|v| std::str::from_utf8(v).ok())
         .and_then(|s| s.trim().parse().ok());
-    let message = status_src
-        .and_then(|h| h.get(b"grpc-message"))
-        .map(percent_decode);
+    let message = p.message.map(percent_decode);
     Grpc {
         service: service.to_string(),
         method: method.to_string(),

@@ -26,12 +26,10 @@ pub mod hpack;
 
 use std::collections::VecDeque;
 
-use crate::record::{
-    Direction, Exchange, FIELD_UNKNOWN, Flags, Headers, Message, Proto, Side,
-};
+use crate::record::{Direction, Exchange, FIELD_UNKNOWN, Flags, Headers, Message, Proto, Side};
 use frame::{
-    DEFAULT_MAX_FRAME_SIZE, END_HEADERS, END_STREAM, FRAME_HEADER_LEN, FrameHeader,
-    FrameType, PADDED, PREFACE, SETTINGS_ENABLE_PUSH, SETTINGS_HEADER_TABLE_SIZE, SETTINGS_MAX_FRAME_SIZE,
+    DEFAULT_MAX_FRAME_SIZE, END_HEADERS, END_STREAM, FRAME_HEADER_LEN, FrameHeader, FrameType,
+    PADDED, PREFACE, SETTINGS_ENABLE_PUSH, SETTINGS_HEADER_TABLE_SIZE, SETTINGS_MAX_FRAME_SIZE,
 };
 use grpc::MessageCounter;
 use hpack::Decoder;
@@ -341,7 +339,7 @@ impl Http2Conn {
             // The server's first octets are its SETTINGS, not a preface.
             conn.dirs[up.client.opposite().index()].phase = Phase::Header;
             if let Some(s) = &up.settings {
-                for e in s.chunks_exact(6) {
+                for e in s.as_chunks::<6>().0 {
                     // The client's settings bind the server's encoder.
                     conn.apply_setting(up.client, e);
                 }
@@ -734,7 +732,13 @@ impl Http2Conn {
     }
 
     /// Consume payload octets; 0 means more input is needed.
-    fn frame_payload(&mut self, dir: Direction, rest: &[u8], ts: u64, out: &mut Vec<Exchange>) -> usize {
+    fn frame_payload(
+        &mut self,
+        dir: Direction,
+        rest: &[u8],
+        ts: u64,
+        out: &mut Vec<Exchange>,
+    ) -> usize {
         let d = dir.index();
         let dd = &mut self.dirs[d];
         let h = dd.frame;
@@ -775,7 +779,7 @@ impl Http2Conn {
                     return 0;
                 }
                 dd.remaining -= n as u32;
-                for e in rest[..n].chunks_exact(6) {
+                for e in rest[..n].as_chunks::<6>().0 {
                     self.apply_setting(dir, e);
                 }
                 self.advance(dir, ts, out);
@@ -818,10 +822,10 @@ impl Http2Conn {
                     self.end_half(i, dir, out);
                 }
             }
-            FrameType::Headers | FrameType::PushPromise | FrameType::Continuation => {
-                if h.has(END_HEADERS) && self.dirs[d].block.is_some() {
-                    self.finish_block(dir, ts, out);
-                }
+            FrameType::Headers | FrameType::PushPromise | FrameType::Continuation
+                if h.has(END_HEADERS) && self.dirs[d].block.is_some() =>
+            {
+                self.finish_block(dir, ts, out);
             }
             _ => {}
         }
@@ -872,7 +876,14 @@ impl Http2Conn {
         }
     }
 
-    fn promise(&mut self, dir: Direction, parent: u32, promised: u32, ts: u64, out: &mut Vec<Exchange>) {
+    fn promise(
+        &mut self,
+        dir: Direction,
+        parent: u32,
+        promised: u32,
+        ts: u64,
+        out: &mut Vec<Exchange>,
+    ) {
         if let Some(b) = &mut self.dirs[dir.index()].block {
             b.promise = Some(promised);
         }
@@ -898,7 +909,13 @@ impl Http2Conn {
             return;
         };
         let info = self.dirs[d].decoder.end_block();
-        let headers = std::mem::take(&mut self.dirs[d].block_out);
+        // Size the next list like this one: one allocation per list, not
+        // one per doubling.
+        let (n, b) = (
+            self.dirs[d].block_out.len(),
+            self.dirs[d].block_out.byte_len(),
+        );
+        let headers = std::mem::replace(&mut self.dirs[d].block_out, Headers::with_capacity(n, b));
         let mut flags = Flags::NONE;
         if ctx.lost {
             flags |= Flags::GAP | Flags::HEADERS_PARTIAL;
@@ -996,14 +1013,24 @@ impl Http2Conn {
         }
         let full_view = !self.flags.contains(Flags::LATE_JOIN) && self.counters.resyncs == 0;
         let parity = (id % 2) as usize;
-        if (full_view && id <= self.highest[parity]) || self.recently_closed.contains(&id) {
+        let closed = if full_view {
+            id <= self.highest[parity]
+        } else {
+            self.recently_closed.contains(&id)
+        };
+        if closed {
             self.counters.frames_after_close += 1;
             return None;
         }
         self.highest[parity] = self.highest[parity].max(id);
         if self.streams.len() >= self.cfg.max_open_streams.max(1) {
             // Flush the least recently active stream.
-            if let Some((i, _)) = self.streams.iter().enumerate().min_by_key(|(_, s)| s.last_ns) {
+            if let Some((i, _)) = self
+                .streams
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, s)| s.last_ns)
+            {
                 self.counters.streams_evicted += 1;
                 self.close_stream(i, Flags::INCOMPLETE, out);
             }
@@ -1025,9 +1052,7 @@ impl Http2Conn {
 
     /// We saw the client open the stream (so its request is complete to us).
     fn saw_open(&self, s: &Stream) -> bool {
-        s.pushed
-            || s.upgrade.is_some()
-            || (s.first_was_headers && Some(s.first_dir) == self.client)
+        s.pushed || s.upgrade.is_some() || (s.first_was_headers && Some(s.first_dir) == self.client)
     }
 
     fn end_half(&mut self, i: usize, dir: Direction, out: &mut Vec<Exchange>) {
@@ -1103,7 +1128,9 @@ impl Http2Conn {
             self.dirs[d].phase = Phase::Header;
             return (PREFACE.len(), true);
         }
-        let max_stream = self.streams_seen_max.map(|m| m.saturating_add(RESYNC_STREAM_WINDOW));
+        let max_stream = self
+            .streams_seen_max
+            .map(|m| m.saturating_add(RESYNC_STREAM_WINDOW));
         let mut off = 0;
         while off + FRAME_HEADER_LEN <= buf.len() {
             match chain(&buf[off..], max_len, false, max_stream) {
@@ -1148,13 +1175,15 @@ impl Http2Conn {
         } else {
             (h1, h0)
         };
-        if let Some(h) = &req.headers {
-            ex.method = text(h.get(b":method"));
-            ex.path = text(h.get(b":path"));
-            ex.authority = h
-                .get(b":authority")
-                .or_else(|| h.get(b"host"))
-                .map(|v| text(Some(v)));
+        // One pass over each list (names are lowercase in HTTP/2, §8.2.1).
+        let rq = Scan::of(req.headers.as_ref());
+        let rs = Scan::of(resp.headers.as_ref());
+        let rt = Scan::of(resp.trailers.as_ref());
+        let qt = Scan::of(req.trailers.as_ref());
+        if req.headers.is_some() {
+            ex.method = text(rq.method);
+            ex.path = text(rq.path);
+            ex.authority = rq.authority.or(rq.host).map(|v| text(Some(v)));
         } else if s.upgrade.is_none() {
             ex.flags |= Flags::NO_REQUEST;
         }
@@ -1163,31 +1192,27 @@ impl Http2Conn {
             ex.path = p;
             ex.authority = a;
         }
-        let req_grpc = req.headers.as_ref().is_some_and(grpc::is_grpc);
-        let resp_grpc = resp.headers.as_ref().is_some_and(grpc::is_grpc);
-        if let Some(h) = &resp.headers {
-            ex.status = h
-                .get(b":status")
-                .and_then(|v| std::str::from_utf8(v).ok())
-                .and_then(|v| v.parse().ok());
+        ex.status = rs.status.and_then(parse_status);
+        if !resp.interim.is_empty() {
+            ex.interim = resp.interim.clone();
         }
-        ex.interim = resp.interim.clone();
-        if req_grpc || resp_grpc {
+        if rq.grpc || rs.grpc {
+            // Status in trailers, or in the headers of a trailers-only response.
+            let (status, message) = if rt.grpc_status.is_some() {
+                (rt.grpc_status, rt.grpc_message)
+            } else {
+                (rs.grpc_status, rs.grpc_message)
+            };
             ex.grpc = Some(grpc::build(grpc::CallParts {
                 path: &ex.path,
                 req: &req.grpc,
                 resp: &resp.grpc,
-                resp_headers: resp.headers.as_ref(),
-                resp_trailers: resp.trailers.as_ref(),
+                status,
+                message,
             }));
         }
-        for h in [&req.headers, &req.trailers, &resp.headers, &resp.trailers]
-            .into_iter()
-            .flatten()
-        {
-            if h.iter().any(|(_, _, f)| f & FIELD_UNKNOWN != 0) {
-                ex.flags |= Flags::HEADERS_PARTIAL;
-            }
+        if rq.unknown || rs.unknown || rt.unknown || qt.unknown {
+            ex.flags |= Flags::HEADERS_PARTIAL;
         }
         let resp_seen = resp.seen;
         ex.request = message(req);
@@ -1206,9 +1231,7 @@ impl Http2Conn {
 /// single frame if `at_write_start` says `buf` starts at a write.
 /// `max_stream`: stream ids above it are implausible.
 fn chain(buf: &[u8], max_len: u32, at_write_start: bool, max_stream: Option<u32>) -> Option<bool> {
-    let Some(mut prev) = FrameHeader::parse(buf) else {
-        return None;
-    };
+    let mut prev = FrameHeader::parse(buf)?;
     let stream_ok = |h: &FrameHeader| max_stream.is_none_or(|m| h.stream <= m);
     if !prev.plausible(max_len) || !stream_ok(&prev) {
         return Some(false);
@@ -1249,8 +1272,65 @@ fn message(h: Half) -> Message {
 }
 
 fn text(v: Option<&[u8]>) -> String {
-    v.map(|v| String::from_utf8_lossy(v).into_owned())
-        .unwrap_or_default()
+    match v {
+        None => String::new(),
+        Some(v) => match std::str::from_utf8(v) {
+            Ok(s) => s.to_owned(),
+            Err(_) => String::from_utf8_lossy(v).into_owned(),
+        },
+    }
+}
+
+fn parse_status(v: &[u8]) -> Option<u16> {
+    std::str::from_utf8(v).ok()?.parse().ok()
+}
+
+/// The fields an exchange is built from, found in one pass over a list
+/// (first occurrence; fields flagged unknown are never used).
+#[derive(Default)]
+struct Scan<'a> {
+    method: Option<&'a [u8]>,
+    path: Option<&'a [u8]>,
+    authority: Option<&'a [u8]>,
+    host: Option<&'a [u8]>,
+    status: Option<&'a [u8]>,
+    grpc: bool,
+    grpc_status: Option<&'a [u8]>,
+    grpc_message: Option<&'a [u8]>,
+    unknown: bool,
+}
+
+impl<'a> Scan<'a> {
+    fn of(h: Option<&'a Headers>) -> Scan<'a> {
+        let mut s = Scan::default();
+        let Some(h) = h else {
+            return s;
+        };
+        for (name, value, flags) in h.iter() {
+            if flags & FIELD_UNKNOWN != 0 {
+                s.unknown = true;
+                continue;
+            }
+            let slot = match name {
+                b":method" => &mut s.method,
+                b":path" => &mut s.path,
+                b":authority" => &mut s.authority,
+                b"host" => &mut s.host,
+                b":status" => &mut s.status,
+                b"grpc-status" => &mut s.grpc_status,
+                b"grpc-message" => &mut s.grpc_message,
+                b"content-type" => {
+                    s.grpc |= grpc::is_grpc_content_type(value);
+                    continue;
+                }
+                _ => continue,
+            };
+            if slot.is_none() {
+                *slot = Some(value);
+            }
+        }
+        s
+    }
 }
 
 /// Which pseudo-header fields a block carries (only known fields count).

@@ -169,7 +169,8 @@ pub fn start_for(name: &str, chunks: &[Chunk], traced_is_client: bool) -> (Start
 }
 
 pub fn get<'a>(h: &'a Headers, name: &str) -> Option<&'a str> {
-    h.get(name.as_bytes()).map(|v| std::str::from_utf8(v).unwrap())
+    h.get(name.as_bytes())
+        .map(|v| std::str::from_utf8(v).unwrap())
 }
 
 pub fn by_stream(ex: &[Exchange], id: u32) -> &Exchange {
@@ -198,9 +199,16 @@ pub fn assert_no_wrong_header_prefix(
     let f: Vec<_> = full.iter().collect();
     let l: Vec<_> = late.iter().collect();
     if allow_prefix {
-        assert!(l.len() <= f.len(), "{what}: field count\nfull {full:?}\nlate {late:?}");
+        assert!(
+            l.len() <= f.len(),
+            "{what}: field count\nfull {full:?}\nlate {late:?}"
+        );
     } else {
-        assert_eq!(f.len(), l.len(), "{what}: field count\nfull {full:?}\nlate {late:?}");
+        assert_eq!(
+            f.len(),
+            l.len(),
+            "{what}: field count\nfull {full:?}\nlate {late:?}"
+        );
     }
     let mut unknown = 0;
     for (a, b) in f.iter().zip(&l) {

@@ -238,7 +238,11 @@ impl Decoder {
     }
 
     /// Decode one complete header block.
-    pub fn decode_block(&mut self, block: &[u8], out: &mut Headers) -> Result<BlockInfo, HpackError> {
+    pub fn decode_block(
+        &mut self,
+        block: &[u8],
+        out: &mut Headers,
+    ) -> Result<BlockInfo, HpackError> {
         self.begin_block();
         self.feed(block, out);
         let info = self.end_block();
@@ -390,9 +394,7 @@ impl Decoder {
         self.counters.fields += 1;
         let info = &mut self.block.info;
         match self.table.get(index) {
-            Lookup::Static(n, v) => {
-                emit(info, self.max_list_bytes, self.max_fields, out, n, v, 0)
-            }
+            Lookup::Static(n, v) => emit(info, self.max_list_bytes, self.max_fields, out, n, v, 0),
             Lookup::Dynamic(e) => {
                 let flags = if e.name_unknown() { FIELD_UNKNOWN } else { 0 };
                 emit(
@@ -511,6 +513,9 @@ pub fn integer(buf: &[u8], prefix: u8) -> Result<Option<(u64, usize)>, HpackErro
     Ok(None)
 }
 
+/// (Huffman-coded?, raw octets, octets consumed).
+type StringLit<'a> = (bool, &'a [u8], usize);
+
 /// RFC 7541 §5.2 string literal: (Huffman?, raw octets, octets consumed).
 ///
 /// ```text
@@ -520,7 +525,7 @@ pub fn integer(buf: &[u8], prefix: u8) -> Result<Option<(u64, usize)>, HpackErro
 /// |  String Data (Length octets)  |
 /// +-------------------------------+
 /// ```
-fn string(buf: &[u8]) -> Result<Option<(bool, &[u8], usize)>, HpackError> {
+fn string(buf: &[u8]) -> Result<Option<StringLit<'_>>, HpackError> {
     let Some(&first) = buf.first() else {
         return Ok(None);
     };
@@ -565,7 +570,9 @@ mod tests {
                 0x82, 0x86, 0x84, 0x41, 0x8c, 0xf1, 0xe3, 0xc2, 0xe5, 0xf2, 0x3a, 0x6b, 0xa0, 0xab,
                 0x90, 0xf4, 0xff,
             ],
-            &[0x82, 0x86, 0x84, 0xbe, 0x58, 0x86, 0xa8, 0xeb, 0x10, 0x64, 0x9c, 0xbf],
+            &[
+                0x82, 0x86, 0x84, 0xbe, 0x58, 0x86, 0xa8, 0xeb, 0x10, 0x64, 0x9c, 0xbf,
+            ],
             &[
                 0x82, 0x87, 0x85, 0xbf, 0x40, 0x88, 0x25, 0xa8, 0x49, 0xe9, 0x5b, 0xa9, 0x7d, 0x7f,
                 0x89, 0x25, 0xa8, 0x49, 0xe9, 0x5b, 0xb8, 0xe8, 0xb4, 0xbf,
@@ -595,7 +602,10 @@ mod tests {
     #[test]
     fn size_update_only_at_block_start() {
         let mut d = Decoder::new(1 << 16);
-        assert!(d.decode_block(&[0x3f, 0xe1, 0x1f, 0x82], &mut Headers::new()).is_ok());
+        assert!(
+            d.decode_block(&[0x3f, 0xe1, 0x1f, 0x82], &mut Headers::new())
+                .is_ok()
+        );
         assert_eq!(
             d.decode_block(&[0x82, 0x20], &mut Headers::new()),
             Err(HpackError::MisplacedSizeUpdate)
@@ -612,16 +622,39 @@ mod tests {
         let mut d = Decoder::new_late(1 << 16, 4096);
         let mut h = Headers::new();
         // Indexed 70; literal with name from index 63, value "v".
-        let info = d.decode_block(&[0xc6, 0x40 | 0x3f, 0x00, 0x01, b'v'], &mut h).unwrap();
+        let info = d
+            .decode_block(&[0xc6, 0x40 | 0x3f, 0x00, 0x01, b'v'], &mut h)
+            .unwrap();
         assert_eq!(info.unknown, 2);
         let f: Vec<_> = h.iter().collect();
-        assert_eq!(f[0], (UNKNOWN_NAME, &b"<unknown: dynamic index 70>"[..], FIELD_UNKNOWN));
-        assert_eq!(f[1], (&b"<unknown: dynamic index 63>"[..], &b"v"[..], FIELD_UNKNOWN));
+        assert_eq!(
+            f[0],
+            (
+                UNKNOWN_NAME,
+                &b"<unknown: dynamic index 70>"[..],
+                FIELD_UNKNOWN
+            )
+        );
+        assert_eq!(
+            f[1],
+            (
+                &b"<unknown: dynamic index 63>"[..],
+                &b"v"[..],
+                FIELD_UNKNOWN
+            )
+        );
         // The inserted entry (unknown name) is now index 62; 63 is still unknown.
         let mut h = Headers::new();
         d.decode_block(&[0xbe, 0xbf], &mut h).unwrap();
         let f: Vec<_> = h.iter().collect();
-        assert_eq!(f[0], (&b"<unknown: dynamic index 63>"[..], &b"v"[..], FIELD_UNKNOWN));
+        assert_eq!(
+            f[0],
+            (
+                &b"<unknown: dynamic index 63>"[..],
+                &b"v"[..],
+                FIELD_UNKNOWN
+            )
+        );
         assert_eq!(f[1].2, FIELD_UNKNOWN);
     }
 

@@ -294,7 +294,10 @@ const fn build_tree() -> [[u16; 2]; NODES] {
             i -= 1;
             let bit = ((code >> i) & 1) as usize;
             if i == 0 {
-                assert!(tree[node][bit] == UNSET, "HPACK Huffman code is not prefix-free");
+                assert!(
+                    tree[node][bit] == UNSET,
+                    "HPACK Huffman code is not prefix-free"
+                );
                 tree[node][bit] = LEAF | sym as u16;
             } else {
                 if tree[node][bit] == UNSET {
@@ -340,7 +343,11 @@ const fn build_steps() -> [[Step; 16]; NODES] {
         accept[node] = true;
         depth += 1;
     }
-    let mut steps = [[Step { next: 0, sym: 0, flags: 0 }; 16]; NODES];
+    let mut steps = [[Step {
+        next: 0,
+        sym: 0,
+        flags: 0,
+    }; 16]; NODES];
     let mut state = 0usize;
     while state < NODES {
         let mut nibble = 0usize;
@@ -368,7 +375,11 @@ const fn build_steps() -> [[Step; 16]; NODES] {
             if accept[node] {
                 flags |= ACCEPT;
             }
-            steps[state][nibble] = Step { next: node as u8, sym, flags };
+            steps[state][nibble] = Step {
+                next: node as u8,
+                sym,
+                flags,
+            };
             nibble += 1;
         }
         state += 1;

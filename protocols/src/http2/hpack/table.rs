@@ -358,7 +358,10 @@ mod tests {
             Lookup::Static(b"www-authenticate", b"")
         ));
         assert!(matches!(DynamicTable::new(1 << 16).get(0), Lookup::Invalid));
-        assert!(matches!(DynamicTable::new(1 << 16).get(62), Lookup::Invalid));
+        assert!(matches!(
+            DynamicTable::new(1 << 16).get(62),
+            Lookup::Invalid
+        ));
     }
 
     #[test]
