@@ -1,1 +1,373 @@
-fn main() {}
+//! `sniff`: see what the processes on this machine say to each other over
+//! HTTP/1.x, HTTP/2 and gRPC, from the kernel, without touching them.
+
+mod backfill;
+mod btf;
+mod clock;
+mod events;
+mod filter;
+mod format;
+mod live;
+mod loader;
+mod pipeline;
+mod procfs;
+mod raw;
+mod recording;
+mod render;
+mod replay;
+mod session;
+mod sock_diag;
+
+use std::{
+    io::{self, BufWriter, IsTerminal as _},
+    path::PathBuf,
+    process::ExitCode,
+    time::Duration,
+};
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use probe_common::MAX_CAP_BYTES;
+
+use crate::{
+    clock::Clock,
+    filter::{Filters, PathMatch, ProtoFilter, StatusMatch, parse_latency, parse_side},
+    format::parse_size,
+    loader::{CaptureConfig, LoadError, Probes},
+    raw::RawPrinter,
+    render::{Redactor, Renderer},
+};
+
+const ABOUT: &str = "See what the processes on this machine say to each other over HTTP/1.x, \
+HTTP/2 and gRPC, straight from the kernel (eBPF on syscall tracepoints), without touching them.";
+
+const AFTER_HELP: &str = "\
+Examples:
+  sniff                               every HTTP exchange on the machine (same as --proto http)
+  sniff --proto grpc                  gRPC calls only: service/method, status, message counts
+  sniff --port 8080 --status 5xx      server errors on connections to or from port 8080
+  sniff --comm nginx --path /api      exchanges of processes named nginx whose path starts /api
+  sniff --path '~^/users/[0-9]+$'     a path matching a regular expression (leading ~)
+  sniff --min-latency 100ms -H        slow exchanges, with their headers
+  sniff --json | jq .                 one JSON object per exchange (schema: docs/json-schema.md)
+  sniff --raw                         every socket read/write, undecoded
+  sniff record -o cap.sniff --duration 30     save raw events to replay later
+  sniff replay cap.sniff              the same output, later, on any machine
+  sniff replay traffic.pcap           decode a tcpdump/Wireshark capture the same way
+
+Both ends of a connection on this host are reported once, from the client's side,
+naming the server process; --side client|server shows one side's view of every
+connection instead. Secrets (Authorization, Cookie, Set-Cookie, ...) are redacted
+unless --show-secrets.
+
+Loss is never silent: anything dropped or cut short is counted, reported on stderr
+and in --json output ({\"type\":\"stats\",...}), and the exchanges it touched are
+flagged (gap, truncated). Needs root, or CAP_BPF and CAP_PERFMON.";
+
+#[derive(Parser, Debug)]
+#[command(name = "sniff", version, about = ABOUT, after_help = AFTER_HELP)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+
+    #[command(flatten)]
+    capture: CaptureArgs,
+
+    #[command(flatten)]
+    view: ViewArgs,
+
+    /// Print every captured socket event (undecoded): time, process, fd,
+    /// direction, syscall, length and a preview of the bytes.
+    #[arg(long)]
+    raw: bool,
+
+    /// Bytes of payload shown per event with --raw.
+    #[arg(long, value_name = "BYTES", default_value_t = 80)]
+    preview: usize,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Capture raw events to a file (for `sniff replay`), decoding nothing.
+    Record {
+        /// Where to write the recording.
+        #[arg(short, long, value_name = "FILE")]
+        output: PathBuf,
+        /// Stop once the file reaches this size (e.g. 100M, 2G).
+        #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+        max_bytes: Option<u64>,
+        /// Record connections that look like HTTP only: http (default) or any.
+        #[arg(long, value_name = "PROTO", default_value = "http")]
+        proto: String,
+        #[command(flatten)]
+        capture: CaptureArgs,
+    },
+    /// Decode a `sniff record` file, or a pcap/pcapng capture, exactly as a
+    /// live run would.
+    Replay {
+        /// A sniff recording, or a pcap / pcapng file (tcpdump -w, Wireshark).
+        file: PathBuf,
+        #[command(flatten)]
+        view: ViewArgs,
+    },
+}
+
+/// What to capture (applied in the kernel).
+#[derive(Args, Debug, Clone)]
+struct CaptureArgs {
+    /// Only these processes (repeat, or separate with commas).
+    #[arg(short, long = "pid", value_name = "PID", value_delimiter = ',')]
+    pids: Vec<u32>,
+
+    /// Only processes with this name (as in /proc/PID/comm; first 15 bytes).
+    #[arg(short, long, value_name = "NAME")]
+    comm: Option<String>,
+
+    /// Only connections with this local or remote port (repeat, or commas).
+    #[arg(long = "port", value_name = "PORT", value_delimiter = ',')]
+    ports: Vec<u16>,
+
+    /// Capture Unix domain sockets too (off by default).
+    #[arg(long)]
+    unix: bool,
+
+    /// Stop after this many seconds.
+    #[arg(long, value_name = "SECS")]
+    duration: Option<f64>,
+
+    /// Bytes copied per syscall; the rest is counted, not copied, and parsers
+    /// keep their place across it (e.g. 64K, 2M; at most 16M).
+    #[arg(long, value_name = "SIZE", default_value = "256K", value_parser = parse_cap)]
+    max_bytes_per_syscall: u32,
+
+    /// Kernel-to-user ring buffer size (a power of two, e.g. 16M, 64M).
+    /// Bigger absorbs longer bursts.
+    #[arg(long, value_name = "SIZE", default_value = "16M", value_parser = parse_ring)]
+    ring_size: u32,
+
+    /// Seconds between loss reports on stderr (only when something was lost)
+    /// and stats lines in --json output; 0 turns them off.
+    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
+    stats_interval: f64,
+}
+
+/// What to show of HTTP exchanges.
+#[derive(Args, Debug, Clone)]
+struct ViewArgs {
+    /// Protocols to show: http (HTTP/1.x and HTTP/2), http1, http2 or grpc.
+    #[arg(long, value_name = "PROTO", default_value = "http", value_parser = ProtoFilter::parse)]
+    proto: ProtoFilter,
+
+    /// One JSON object per line instead of text.
+    #[arg(long)]
+    json: bool,
+
+    /// Only these methods (repeat, or commas).
+    #[arg(long = "method", value_name = "METHOD", value_delimiter = ',')]
+    methods: Vec<String>,
+
+    /// Only paths starting with this; with a leading ~, a regular expression.
+    #[arg(long, value_name = "PREFIX|~REGEX", value_parser = PathMatch::parse)]
+    path: Option<PathMatch>,
+
+    /// Only this Host / :authority (a name matches any port of it).
+    #[arg(long = "host", value_name = "HOST")]
+    hosts: Vec<String>,
+
+    /// Only these statuses: 404, 5xx, 400-499, or a comma list.
+    #[arg(long, value_name = "STATUS", value_parser = StatusMatch::parse)]
+    status: Option<StatusMatch>,
+
+    /// Only exchanges at least this slow (250us, 100ms, 1.5s).
+    #[arg(long, value_name = "DURATION", value_parser = parse_latency)]
+    min_latency: Option<Duration>,
+
+    /// Show what each connection's client (or server) saw, for every
+    /// connection, instead of one report per exchange.
+    #[arg(long, value_name = "SIDE", value_parser = parse_side)]
+    side: Option<protocols::record::Side>,
+
+    /// Print request and response headers (and body previews).
+    #[arg(short = 'H', long)]
+    headers: bool,
+
+    /// Show header values that are redacted by default.
+    #[arg(long)]
+    show_secrets: bool,
+
+    /// Also redact this header (repeat).
+    #[arg(long = "redact", value_name = "HEADER")]
+    redact: Vec<String>,
+
+    /// Colour: auto (on a terminal, unless NO_COLOR is set), always, never.
+    #[arg(long, value_name = "WHEN", default_value = "auto")]
+    color: String,
+}
+
+impl ViewArgs {
+    fn filters(&self) -> Filters {
+        Filters {
+            proto: self.proto,
+            methods: self.methods.clone(),
+            path: self.path.clone(),
+            hosts: self.hosts.clone(),
+            status: self.status.clone(),
+            min_latency: self.min_latency,
+            side: self.side,
+        }
+    }
+
+    fn renderer(&self, clock_offset_ns: i128) -> anyhow::Result<Renderer> {
+        let color = match self.color.as_str() {
+            "always" => true,
+            "never" => false,
+            "auto" => io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+            other => anyhow::bail!("--color {other:?}: use auto, always or never"),
+        };
+        Ok(Renderer {
+            json: self.json,
+            color: color && !self.json,
+            headers: self.headers,
+            redact: Redactor::new(!self.show_secrets, &self.redact),
+            clock_offset_ns,
+        })
+    }
+}
+
+impl CaptureArgs {
+    fn config(&self, proto_http: bool) -> CaptureConfig {
+        CaptureConfig {
+            pids: self.pids.clone(),
+            comm: self.comm.clone(),
+            ports: self.ports.clone(),
+            unix: self.unix,
+            proto_http,
+            cap_bytes: self.max_bytes_per_syscall,
+            ring_bytes: self.ring_size,
+        }
+    }
+
+    fn options(&self) -> session::Options {
+        session::Options {
+            duration: self.duration.map(Duration::from_secs_f64),
+            stats_interval: (self.stats_interval > 0.0)
+                .then(|| Duration::from_secs_f64(self.stats_interval)),
+            report: true,
+        }
+    }
+}
+
+fn parse_cap(s: &str) -> Result<u32, String> {
+    let n = parse_size(s)?;
+    if n == 0 || n > MAX_CAP_BYTES as u64 {
+        return Err(format!("must be between 1 and {MAX_CAP_BYTES} bytes"));
+    }
+    Ok(n as u32)
+}
+
+fn parse_ring(s: &str) -> Result<u32, String> {
+    let n = parse_size(s)?;
+    if !(64 << 10..=1 << 30).contains(&n) {
+        return Err("must be between 64K and 1G".into());
+    }
+    Ok(n as u32)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("sniff: {e:#}");
+            match e.downcast_ref::<LoadError>() {
+                // sysexits.h EX_NOPERM
+                Some(LoadError::Privileges { .. }) => ExitCode::from(77),
+                _ => ExitCode::FAILURE,
+            }
+        }
+    }
+}
+
+fn load(cfg: &CaptureConfig) -> anyhow::Result<Probes> {
+    let started = std::time::Instant::now();
+    let probes = Probes::load(cfg)?;
+    eprintln!(
+        "sniff: capturing ({} tracepoints attached in {:.2} s). Ctrl-C to stop.",
+        probes.attached,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(probes)
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        None if cli.raw => {
+            let stop = session::stop_flag().context("installing signal handlers")?;
+            let mut probes = load(&cli.capture.config(false))?;
+            let stdout = BufWriter::new(io::stdout().lock());
+            let mut printer = RawPrinter::new(stdout, cli.view.json, cli.preview, Clock::new());
+            session::run(&mut probes, &mut printer, &cli.capture.options(), &stop)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        None => {
+            let stop = session::stop_flag().context("installing signal handlers")?;
+            let clock = Clock::new();
+            let renderer = cli.view.renderer(clock.offset_ns())?;
+            let mut probes = load(&cli.capture.config(true))?;
+            let stdout = BufWriter::new(io::stdout().lock());
+            let mut sink = live::HttpSink::new(cli.view.filters(), renderer, stdout, None);
+            let opts = cli.capture.options();
+            session::run(&mut probes, &mut sink, &opts, &stop)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Record {
+            output,
+            max_bytes,
+            proto,
+            capture,
+        }) => {
+            let proto_http = match proto.as_str() {
+                "http" => true,
+                "any" => false,
+                other => anyhow::bail!("--proto {other:?}: use http or any"),
+            };
+            let stop = session::stop_flag().context("installing signal handlers")?;
+            let file = std::fs::File::create(&output)
+                .with_context(|| format!("creating {}", output.display()))?;
+            let clock = Clock::new();
+            let header = recording::Header {
+                clock_offset_ns: clock.offset_ns() as i64,
+                sniff_version: env!("CARGO_PKG_VERSION").to_string(),
+                kernel: kernel_release(),
+                hostname: hostname(),
+                args: std::env::args().collect(),
+            };
+            let writer = recording::Writer::new(file, &header)?;
+            let mut probes = load(&capture.config(proto_http))?;
+            let mut sink = live::RecordSink::new(writer, max_bytes, stop.clone());
+            session::run(&mut probes, &mut sink, &capture.options(), &stop)?;
+            eprintln!(
+                "sniff: wrote {} to {}",
+                format::bytes_human(sink.bytes_written()),
+                output.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Replay { file, view }) => {
+            replay::run(&file, &view.filters(), |offset| view.renderer(offset))?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}

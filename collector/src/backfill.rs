@@ -1,0 +1,327 @@
+//! Filling in what the event stream cannot say, on the live machine only:
+//! for a connection that existed before capture started, its TCP state and
+//! role (sock_diag); for a connection whose other end is on this host but
+//! not captured, the process at that end (sock_diag finds the peer socket's
+//! inode, /proc says who holds it). Results become `MetaUpdate`s, which are
+//! recorded, so replays do not need the machine.
+
+use std::{
+    collections::{HashMap, HashSet},
+    net::{IpAddr, SocketAddr},
+    time::{Duration, Instant},
+};
+
+use crate::{
+    events::{Conn, ConnKey, Event, Role},
+    pipeline::MetaUpdate,
+    procfs,
+    render::Peer,
+    sock_diag::{self, TCP_LISTEN, TcpSocket},
+};
+
+/// The host socket table is re-read at most this often.
+const DUMP_EVERY: Duration = Duration::from_millis(200);
+/// /proc is walked for socket owners at most this often.
+const OWNERS_EVERY: Duration = Duration::from_secs(1);
+/// A connection whose peer is still unknown is retried for this long.
+const RETRY_FOR: Duration = Duration::from_secs(3);
+
+pub struct Backfill {
+    local_ips: HashSet<IpAddr>,
+    dump: Vec<TcpSocket>,
+    dumped_at: Option<Instant>,
+    owners: HashMap<u64, (u32, String)>,
+    owners_at: Option<Instant>,
+    /// Captured sockets by (local, remote): a peer among them needs no lookup.
+    captured: HashMap<(SocketAddr, SocketAddr), ConnKey>,
+    addrs: HashMap<ConnKey, (SocketAddr, SocketAddr)>,
+    /// Connections to a local address whose peer is not known yet.
+    pending: Vec<(Conn, Instant)>,
+    pub errors: u64,
+}
+
+impl Default for Backfill {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Backfill {
+    pub fn new() -> Backfill {
+        Backfill {
+            local_ips: local_ips(),
+            dump: Vec::new(),
+            dumped_at: None,
+            owners: HashMap::new(),
+            owners_at: None,
+            captured: HashMap::new(),
+            addrs: HashMap::new(),
+            pending: Vec::new(),
+            errors: 0,
+        }
+    }
+
+    fn refresh_dump(&mut self, force: bool) {
+        let due = self.dumped_at.is_none_or(|t| t.elapsed() >= DUMP_EVERY);
+        // A miss may re-read sooner, but never more than ten times a second:
+        // a dump walks every TCP socket of the host.
+        let soon = force && self.dumped_at.is_none_or(|t| t.elapsed() >= Duration::from_millis(100));
+        if !(due || soon) {
+            return;
+        }
+        match sock_diag::dump_tcp() {
+            Ok(d) => self.dump = d,
+            Err(_) => self.errors += 1,
+        }
+        self.dumped_at = Some(Instant::now());
+    }
+
+    fn find(&self, local: SocketAddr, remote: SocketAddr) -> Option<&TcpSocket> {
+        self.dump.iter().find(|s| same(s.local, local) && same(s.remote, remote))
+    }
+
+    /// Metadata to add after an event: for new connections, what sock_diag
+    /// and /proc say; closed connections and exited processes are forgotten.
+    pub fn on_event(&mut self, ev: &Event<'_>) -> Vec<MetaUpdate> {
+        match ev {
+            Event::Conn(c) => self.on_conn(c),
+            Event::Close(c) => {
+                self.forget(c.common.key);
+                Vec::new()
+            }
+            Event::ProcExit(p) => {
+                let keys: Vec<ConnKey> =
+                    self.addrs.keys().filter(|k| k.tgid == p.key.tgid).copied().collect();
+                for k in keys {
+                    self.forget(k);
+                }
+                Vec::new()
+            }
+            Event::Data(_) => Vec::new(),
+        }
+    }
+
+    fn forget(&mut self, key: ConnKey) {
+        if let Some(pair) = self.addrs.remove(&key)
+            && self.captured.get(&pair) == Some(&key)
+        {
+            self.captured.remove(&pair);
+        }
+        self.pending.retain(|(c, _)| c.common.key != key);
+    }
+
+    /// Metadata for a connection just announced by the kernel.
+    pub fn on_conn(&mut self, c: &Conn) -> Vec<MetaUpdate> {
+        let (Some(local), Some(remote)) = (c.local, c.remote) else {
+            return Vec::new();
+        };
+        self.captured.insert((local, remote), c.common.key);
+        self.addrs.insert(c.common.key, (local, remote));
+        let mut out = Vec::new();
+        let mut update = MetaUpdate {
+            pid: c.common.key.tgid,
+            fd: c.common.key.fd,
+            generation: c.common.key.generation,
+            ..MetaUpdate::default()
+        };
+        if c.role == Role::Unknown && c.sock_type == 1 {
+            // Opened before we started: ask the kernel's socket table.
+            self.refresh_dump(self.find(local, remote).is_none());
+            if let Some(s) = self.find(local, remote) {
+                update.tcp_state = Some(s.state);
+                let listening = self.dump.iter().any(|l| {
+                    l.state == TCP_LISTEN
+                        && l.local.port() == local.port()
+                        && (l.local.ip().is_unspecified() || same_ip(l.local.ip(), local.ip()))
+                });
+                update.role = Some(if listening { "server" } else { "client" }.to_string());
+            }
+        }
+        if self.is_local(remote.ip()) && !self.captured.contains_key(&(remote, local)) {
+            match self.peer_of(local, remote) {
+                Some(peer) => update.peer = Some(peer),
+                None => self.pending.push((c.clone(), Instant::now())),
+            }
+        }
+        if update.role.is_some() || update.peer.is_some() {
+            out.push(update);
+        }
+        out
+    }
+
+    /// Retries peers not found yet (the other end may have been accepted a
+    /// moment later). Call about once a second.
+    pub fn retry(&mut self) -> Vec<MetaUpdate> {
+        if self.pending.is_empty() {
+            return Vec::new();
+        }
+        let pending = std::mem::take(&mut self.pending);
+        let mut out = Vec::new();
+        for (c, since) in pending {
+            let (Some(local), Some(remote)) = (c.local, c.remote) else {
+                continue;
+            };
+            if self.captured.contains_key(&(remote, local)) {
+                continue;
+            }
+            match self.peer_of(local, remote) {
+                Some(peer) => out.push(MetaUpdate {
+                    pid: c.common.key.tgid,
+                    fd: c.common.key.fd,
+                    generation: c.common.key.generation,
+                    peer: Some(peer),
+                    ..MetaUpdate::default()
+                }),
+                None if since.elapsed() < RETRY_FOR => self.pending.push((c, since)),
+                None => {}
+            }
+        }
+        out
+    }
+
+    fn peer_of(&mut self, local: SocketAddr, remote: SocketAddr) -> Option<Peer> {
+        self.refresh_dump(self.find(remote, local).is_none());
+        let inode = self.find(remote, local)?.inode as u64;
+        if inode == 0 {
+            return None;
+        }
+        if !self.owners.contains_key(&inode)
+            && self.owners_at.is_none_or(|t| t.elapsed() >= OWNERS_EVERY)
+        {
+            self.owners = procfs::socket_owners();
+            self.owners_at = Some(Instant::now());
+        }
+        self.owners
+            .get(&inode)
+            .map(|(pid, comm)| Peer {
+                pid: *pid,
+                comm: comm.clone(),
+            })
+    }
+
+    fn is_local(&self, ip: IpAddr) -> bool {
+        ip.is_loopback() || self.local_ips.contains(&canonical(ip)) || v4_mapped_loopback(ip)
+    }
+}
+
+/// IPv4-mapped IPv6 addresses compare equal to their IPv4 form.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+fn v4_mapped_loopback(ip: IpAddr) -> bool {
+    canonical(ip).is_loopback()
+}
+
+fn same_ip(a: IpAddr, b: IpAddr) -> bool {
+    canonical(a) == canonical(b)
+}
+
+fn same(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() == b.port() && same_ip(a.ip(), b.ip())
+}
+
+/// Addresses of this host's interfaces.
+fn local_ips() -> HashSet<IpAddr> {
+    let mut out = HashSet::new();
+    let mut addrs: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills a list we free below with freeifaddrs.
+    if unsafe { libc::getifaddrs(&mut addrs) } != 0 {
+        return out;
+    }
+    let mut cur = addrs;
+    while !cur.is_null() {
+        // SAFETY: cur walks the list getifaddrs returned.
+        let ifa = unsafe { &*cur };
+        if !ifa.ifa_addr.is_null() {
+            // SAFETY: ifa_addr points to a sockaddr of the family it names.
+            let family = unsafe { (*ifa.ifa_addr).sa_family } as i32;
+            if family == libc::AF_INET {
+                // SAFETY: checked family.
+                let sin = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in) };
+                out.insert(IpAddr::from(u32::from_be(sin.sin_addr.s_addr).to_be_bytes()));
+            } else if family == libc::AF_INET6 {
+                // SAFETY: checked family.
+                let sin6 = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in6) };
+                out.insert(IpAddr::from(sin6.sin6_addr.s6_addr));
+            }
+        }
+        cur = ifa.ifa_next;
+    }
+    // SAFETY: the list from getifaddrs, freed once.
+    unsafe { libc::freeifaddrs(addrs) };
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::Common;
+    use std::net::{TcpListener, TcpStream};
+
+    fn conn(pid: u32, local: SocketAddr, remote: SocketAddr, role: Role) -> Conn {
+        Conn {
+            common: Common {
+                key: ConnKey {
+                    tgid: pid,
+                    fd: 3,
+                    generation: 1,
+                },
+                tid: pid,
+                ts_ns: 0,
+                comm: "x".into(),
+            },
+            family: 2,
+            sock_type: 1,
+            role,
+            tcp_state: 1,
+            syscall: None,
+            ret: 0,
+            local: Some(local),
+            remote: Some(remote),
+        }
+    }
+
+    #[test]
+    fn finds_role_state_and_the_process_at_the_other_end() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        let me = std::process::id();
+        let mut b = Backfill::new();
+        // The server end, as if it predated capture: role from the listener,
+        // and the peer (the client end, uncaptured) is this very process.
+        let c = conn(
+            me,
+            server.local_addr().unwrap(),
+            server.peer_addr().unwrap(),
+            Role::Unknown,
+        );
+        let updates = b.on_conn(&c);
+        assert_eq!(updates.len(), 1);
+        let u = &updates[0];
+        assert_eq!(u.role.as_deref(), Some("server"));
+        assert_eq!(u.tcp_state, Some(sock_diag::TCP_ESTABLISHED));
+        assert_eq!(u.peer.as_ref().map(|p| p.pid), Some(me));
+        // The client end: its peer (the server end) is captured now, so no
+        // lookup is needed and none is reported.
+        let c2 = conn(
+            me,
+            client.local_addr().unwrap(),
+            client.peer_addr().unwrap(),
+            Role::Client,
+        );
+        assert!(b.on_conn(&c2).is_empty());
+    }
+
+    #[test]
+    fn mapped_addresses_compare_equal() {
+        let a: SocketAddr = "[::ffff:127.0.0.1]:80".parse().unwrap();
+        let b: SocketAddr = "127.0.0.1:80".parse().unwrap();
+        assert!(same(a, b));
+        assert!(v4_mapped_loopback(a.ip()));
+    }
+}

@@ -1,0 +1,325 @@
+//! Ring-buffer records turned into typed events, with every length checked:
+//! a short or unknown record is an error, never a panic.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use probe_common::{
+    CloseEvent, ConnEvent, DATA_LAST, DATA_READ_FAILED, DATA_TRUNCATED, DIR_EGRESS, DataEvent,
+    EventHeader, EventKind, ProcExitEvent, ROLE_CLIENT, ROLE_SERVER, Syscall,
+};
+use protocols::record::Direction;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum EventError {
+    #[error("record of {len} bytes is shorter than its {need}-byte header")]
+    Short { len: usize, need: usize },
+    #[error("record kind {0} is unknown")]
+    UnknownKind(u32),
+    #[error("data record says {claimed} payload bytes but carries {actual}")]
+    PayloadLength { claimed: usize, actual: usize },
+}
+
+/// Identity of a connection: the fd of a process, told apart across reuse.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnKey {
+    pub tgid: u32,
+    pub fd: i32,
+    pub generation: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Common {
+    pub key: ConnKey,
+    pub tid: u32,
+    pub ts_ns: u64,
+    pub comm: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Data<'a> {
+    pub common: Common,
+    pub enter_ns: u64,
+    pub syscall: Option<Syscall>,
+    pub direction: Direction,
+    /// Stream position of `payload[0]`.
+    pub pos: u64,
+    /// Bytes the syscall moved.
+    pub syscall_len: u32,
+    /// Offset of `payload` within those bytes.
+    pub chunk_offset: u32,
+    pub last: bool,
+    pub truncated: bool,
+    pub read_failed: bool,
+    pub payload: &'a [u8],
+}
+
+impl Data<'_> {
+    /// Bytes of this syscall known to be missing after this event (the
+    /// kernel did not copy them), or 0.
+    pub fn missing_after(&self) -> u64 {
+        if !self.last {
+            return 0;
+        }
+        let seen = self.chunk_offset as u64 + self.payload.len() as u64;
+        (self.syscall_len as u64).saturating_sub(seen)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Unknown,
+    Client,
+    Server,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Unknown => "unknown",
+            Role::Client => "client",
+            Role::Server => "server",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Conn {
+    pub common: Common,
+    pub family: u16,
+    pub sock_type: u16,
+    pub role: Role,
+    pub tcp_state: u8,
+    pub syscall: Option<Syscall>,
+    pub ret: i32,
+    /// `None` for families without IP addresses (Unix sockets).
+    pub local: Option<SocketAddr>,
+    pub remote: Option<SocketAddr>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Close {
+    pub common: Common,
+    pub egress_bytes: u64,
+    pub ingress_bytes: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event<'a> {
+    Data(Data<'a>),
+    Conn(Conn),
+    Close(Close),
+    ProcExit(Common),
+}
+
+pub const AF_UNIX: u16 = 1;
+pub const AF_INET: u16 = 2;
+pub const AF_INET6: u16 = 10;
+
+fn read<T: Copy>(buf: &[u8]) -> Result<T, EventError> {
+    let need = size_of::<T>();
+    if buf.len() < need {
+        return Err(EventError::Short {
+            len: buf.len(),
+            need,
+        });
+    }
+    // SAFETY: length checked above; T is a #[repr(C)] integer-only struct
+    // from probe-common, valid for any bit pattern; read_unaligned has no
+    // alignment requirement.
+    Ok(unsafe { std::ptr::read_unaligned(buf.as_ptr().cast::<T>()) })
+}
+
+fn common(h: &EventHeader) -> Common {
+    let end = h.comm.iter().position(|&b| b == 0).unwrap_or(h.comm.len());
+    Common {
+        key: ConnKey {
+            tgid: h.tgid,
+            fd: h.fd,
+            generation: h.generation,
+        },
+        tid: h.tid,
+        ts_ns: h.ts_ns,
+        comm: String::from_utf8_lossy(&h.comm[..end]).into_owned(),
+    }
+}
+
+fn addr(family: u16, bytes: &[u8; 16], port: u16) -> Option<SocketAddr> {
+    let ip = match family {
+        AF_INET => IpAddr::V4(Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3])),
+        AF_INET6 => IpAddr::V6(Ipv6Addr::from(*bytes)),
+        _ => return None,
+    };
+    Some(SocketAddr::new(ip, port))
+}
+
+/// Parses one ring-buffer record.
+pub fn parse(buf: &[u8]) -> Result<Event<'_>, EventError> {
+    let header: EventHeader = read(buf)?;
+    match EventKind::from_u32(header.kind) {
+        Some(EventKind::Data) => {
+            let ev: DataEvent = read(buf)?;
+            let payload = &buf[size_of::<DataEvent>()..];
+            let claimed = ev.len as usize;
+            if payload.len() < claimed {
+                return Err(EventError::PayloadLength {
+                    claimed,
+                    actual: payload.len(),
+                });
+            }
+            Ok(Event::Data(Data {
+                common: common(&ev.header),
+                enter_ns: ev.enter_ns,
+                syscall: Syscall::from_u8(ev.syscall),
+                direction: if ev.direction == DIR_EGRESS {
+                    Direction::Egress
+                } else {
+                    Direction::Ingress
+                },
+                pos: ev.pos,
+                syscall_len: ev.syscall_len,
+                chunk_offset: ev.chunk_offset,
+                last: ev.flags & DATA_LAST != 0,
+                truncated: ev.flags & DATA_TRUNCATED != 0,
+                read_failed: ev.flags & DATA_READ_FAILED != 0,
+                // Ring-buffer records are padded to 8 bytes: trust `len`.
+                payload: &payload[..claimed],
+            }))
+        }
+        Some(EventKind::Conn) => {
+            let ev: ConnEvent = read(buf)?;
+            Ok(Event::Conn(Conn {
+                common: common(&ev.header),
+                family: ev.family,
+                sock_type: ev.sock_type,
+                role: match ev.role {
+                    ROLE_CLIENT => Role::Client,
+                    ROLE_SERVER => Role::Server,
+                    _ => Role::Unknown,
+                },
+                tcp_state: ev.state,
+                syscall: Syscall::from_u8(ev.syscall),
+                ret: ev.ret,
+                local: addr(ev.family, &ev.local_addr, ev.local_port),
+                remote: addr(ev.family, &ev.remote_addr, ev.remote_port),
+            }))
+        }
+        Some(EventKind::Close) => {
+            let ev: CloseEvent = read(buf)?;
+            Ok(Event::Close(Close {
+                common: common(&ev.header),
+                egress_bytes: ev.egress_bytes,
+                ingress_bytes: ev.ingress_bytes,
+            }))
+        }
+        Some(EventKind::ProcExit) => {
+            let ev: ProcExitEvent = read(buf)?;
+            Ok(Event::ProcExit(common(&ev.header)))
+        }
+        None => Err(EventError::UnknownKind(header.kind)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use probe_common::COMM_LEN;
+
+    fn header(kind: EventKind) -> EventHeader {
+        let mut comm = [0u8; COMM_LEN];
+        comm[..4].copy_from_slice(b"curl");
+        EventHeader {
+            kind: kind as u32,
+            tgid: 10,
+            tid: 11,
+            fd: 3,
+            generation: 99,
+            ts_ns: 1000,
+            comm,
+        }
+    }
+
+    fn bytes_of<T>(v: &T) -> Vec<u8> {
+        // SAFETY: test-only view of a repr(C) integer struct.
+        unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), size_of::<T>()) }.to_vec()
+    }
+
+    #[test]
+    fn data_record_round_trip() {
+        let ev = DataEvent {
+            header: header(EventKind::Data),
+            enter_ns: 900,
+            pos: 4096,
+            syscall_len: 10,
+            chunk_offset: 0,
+            len: 5,
+            syscall: Syscall::Write as u8,
+            direction: DIR_EGRESS,
+            flags: DATA_LAST | DATA_TRUNCATED,
+        };
+        let mut buf = bytes_of(&ev);
+        buf.extend_from_slice(b"hello\0\0\0");
+        let Event::Data(d) = parse(&buf).unwrap() else {
+            panic!("not data")
+        };
+        assert_eq!(d.payload, b"hello");
+        assert_eq!(d.common.comm, "curl");
+        assert_eq!(d.common.key.generation, 99);
+        assert_eq!(d.direction, Direction::Egress);
+        assert_eq!(d.missing_after(), 5);
+        assert_eq!(d.syscall, Some(Syscall::Write));
+    }
+
+    #[test]
+    fn short_and_unknown_records_are_errors() {
+        assert!(matches!(parse(&[1, 0, 0]), Err(EventError::Short { .. })));
+        let mut h = header(EventKind::Data);
+        h.kind = 77;
+        assert_eq!(parse(&bytes_of(&h)), Err(EventError::UnknownKind(77)));
+        let ev = DataEvent {
+            header: header(EventKind::Data),
+            enter_ns: 0,
+            pos: 0,
+            syscall_len: 100,
+            chunk_offset: 0,
+            len: 100,
+            syscall: 1,
+            direction: 1,
+            flags: 0,
+        };
+        let mut buf = bytes_of(&ev);
+        buf.extend_from_slice(&[0; 10]);
+        assert_eq!(
+            parse(&buf),
+            Err(EventError::PayloadLength {
+                claimed: 100,
+                actual: 10
+            })
+        );
+    }
+
+    #[test]
+    fn conn_record_addresses() {
+        let mut local = [0u8; 16];
+        local[..4].copy_from_slice(&[127, 0, 0, 1]);
+        let ev = ConnEvent {
+            header: header(EventKind::Conn),
+            family: AF_INET,
+            sock_type: 1,
+            role: ROLE_CLIENT,
+            state: 2,
+            syscall: Syscall::Connect as u8,
+            _pad: 0,
+            ret: -115,
+            local_port: 40000,
+            remote_port: 80,
+            local_addr: local,
+            remote_addr: local,
+        };
+        let Event::Conn(c) = parse(&bytes_of(&ev)).unwrap() else {
+            panic!("not conn")
+        };
+        assert_eq!(c.local.unwrap().to_string(), "127.0.0.1:40000");
+        assert_eq!(c.remote.unwrap().to_string(), "127.0.0.1:80");
+        assert_eq!(c.role, Role::Client);
+    }
+}

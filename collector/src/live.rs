@@ -1,0 +1,184 @@
+//! What live capture does with events: decode them into exchanges
+//! ([`HttpSink`], the default), or write them to a recording
+//! ([`RecordSink`], `sniff record`). Both fill in metadata from the live
+//! machine (`backfill`), which is recorded too.
+
+use std::{
+    fs::File,
+    io::{self, Write},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+};
+
+use probe_common::stat;
+use protocols::conn::Config as ConnConfig;
+use serde_json::json;
+
+use crate::{
+    backfill::Backfill,
+    events::Event,
+    filter::Filters,
+    loader::KernelStats,
+    pipeline::{Input, Pipeline},
+    recording,
+    render::Renderer,
+    session::Sink,
+};
+
+/// The capture clock now (`bpf_ktime_get_ns` is CLOCK_MONOTONIC).
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+pub struct HttpSink<W: Write> {
+    pipeline: Pipeline<W>,
+    backfill: Backfill,
+    json: bool,
+}
+
+impl<W: Write> HttpSink<W> {
+    pub fn new(filters: Filters, renderer: Renderer, out: W, config: Option<ConnConfig>) -> Self {
+        let json = renderer.json;
+        HttpSink {
+            pipeline: Pipeline::new(config.unwrap_or_default(), filters, renderer, out),
+            backfill: Backfill::new(),
+            json,
+        }
+    }
+}
+
+impl<W: Write> Sink for HttpSink<W> {
+    fn event(&mut self, _raw: &[u8], ev: &Event<'_>) -> io::Result<()> {
+        self.pipeline.input(&Input::Event(ev))?;
+        for m in self.backfill.on_event(ev) {
+            self.pipeline.input(&Input::Meta(&m))?;
+        }
+        Ok(())
+    }
+
+    fn tick(&mut self) -> io::Result<()> {
+        for m in self.backfill.retry() {
+            self.pipeline.input(&Input::Meta(&m))?;
+        }
+        self.pipeline.input(&Input::Tick(monotonic_ns()))?;
+        self.pipeline.flush_output()
+    }
+
+    fn stats(&mut self, stats: &KernelStats, malformed: u64) -> io::Result<()> {
+        if !self.json {
+            return Ok(());
+        }
+        let p = self.pipeline.stats();
+        let line = json!({
+            "type": "stats",
+            "schema": crate::render::SCHEMA_VERSION,
+            "events": stats.get(stat::EVENTS),
+            "bytes": stats.get(stat::BYTES),
+            "ringbuf_drops": stats.get(stat::RINGBUF_DROPS),
+            "ringbuf_drop_bytes": stats.get(stat::RINGBUF_DROP_BYTES),
+            "truncated_syscalls": stats.get(stat::TRUNCATED_SYSCALLS),
+            "truncated_bytes": stats.get(stat::TRUNCATED_BYTES),
+            "read_failures": stats.get(stat::READ_FAILURES),
+            "pending_full": stats.get(stat::PENDING_FULL),
+            "conns_full": stats.get(stat::CONNS_FULL),
+            "lost_conn": stats.get(stat::LOST_CONN),
+            "kernel_read_failures": stats.get(stat::KERNEL_READ_FAILURES),
+            "malformed_records": malformed,
+            "connections": p.connections,
+            "http_connections": p.http_connections,
+            "exchanges": p.exchanges,
+            "shown": p.shown,
+            "duplicates": p.duplicates,
+            "lossy_exchanges": p.lossy,
+            "lost_bytes": p.lost_bytes,
+        });
+        let mut out = Vec::with_capacity(512);
+        serde_json::to_writer(&mut out, &line)?;
+        out.push(b'\n');
+        self.pipeline.write_raw(&out)
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
+        self.pipeline.finish(monotonic_ns())
+    }
+
+    fn summary(&self) -> Option<String> {
+        let p = self.pipeline.stats();
+        Some(format!(
+            "{} exchanges shown ({} decoded on {} HTTP connections{}{})",
+            p.shown,
+            p.exchanges,
+            p.http_connections,
+            if p.duplicates > 0 {
+                format!(", {} server-side duplicates folded", p.duplicates)
+            } else {
+                String::new()
+            },
+            if p.lossy > 0 {
+                format!(", {} touched by loss", p.lossy)
+            } else {
+                String::new()
+            }
+        ))
+    }
+}
+
+/// `sniff record`: raw events, metadata and ticks to a file.
+pub struct RecordSink {
+    writer: recording::Writer<File>,
+    backfill: Backfill,
+    max_bytes: Option<u64>,
+    stop: Arc<AtomicBool>,
+}
+
+impl RecordSink {
+    pub fn new(writer: recording::Writer<File>, max_bytes: Option<u64>, stop: Arc<AtomicBool>) -> Self {
+        RecordSink {
+            writer,
+            backfill: Backfill::new(),
+            max_bytes,
+            stop,
+        }
+    }
+
+    pub fn bytes_written(&self) -> u64 {
+        self.writer.len()
+    }
+}
+
+impl Sink for RecordSink {
+    fn event(&mut self, raw: &[u8], ev: &Event<'_>) -> io::Result<()> {
+        if self.max_bytes.is_some_and(|max| self.writer.len() >= max) {
+            self.stop.store(true, Ordering::Relaxed);
+            return Ok(());
+        }
+        self.writer.event(raw)?;
+        for m in self.backfill.on_event(ev) {
+            self.writer.meta(&m)?;
+        }
+        Ok(())
+    }
+
+    fn tick(&mut self) -> io::Result<()> {
+        for m in self.backfill.retry() {
+            self.writer.meta(&m)?;
+        }
+        self.writer.tick(monotonic_ns())
+    }
+
+    fn stats(&mut self, _stats: &KernelStats, _malformed: u64) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
+        self.writer.flush()
+    }
+}

@@ -1,0 +1,554 @@
+//! How exchanges are shown: a compact block for people (colour on a TTY
+//! only), or one JSON object per line (schema in docs/json-schema.md, whose
+//! version is `SCHEMA_VERSION`). Secrets are redacted in both unless the user
+//! says otherwise.
+
+use std::{borrow::Cow, io, io::Write, net::SocketAddr};
+
+use base64::Engine as _;
+use protocols::record::{Exchange, FIELD_UNKNOWN, Flags, Grpc, Headers, Proto, Side};
+use serde::Serialize;
+
+use crate::{
+    clock::rfc3339_from_unix_ns,
+    events::ConnKey,
+    format::{bytes_human, preview},
+};
+
+/// Version of the `--json` exchange schema. Bump on any incompatible change.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The process at the other end of a connection, when it is on this host.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Peer {
+    pub pid: u32,
+    pub comm: String,
+}
+
+/// What we know about a connection, from connect/accept, the kernel's
+/// socket, or sock_diag.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnMeta {
+    pub key: ConnKey,
+    pub comm: String,
+    pub local: Option<SocketAddr>,
+    pub remote: Option<SocketAddr>,
+    pub peer: Option<Peer>,
+}
+
+/// Header names whose values are hidden unless `--show-secrets`.
+pub const DEFAULT_SECRETS: &[&str] = &["authorization", "proxy-authorization", "cookie", "set-cookie"];
+
+#[derive(Clone, Debug)]
+pub struct Redactor {
+    names: Vec<String>,
+}
+
+impl Redactor {
+    /// Redacts the default names plus `extra`; `None` redacts nothing.
+    pub fn new(enabled: bool, extra: &[String]) -> Redactor {
+        let names = if enabled {
+            DEFAULT_SECRETS
+                .iter()
+                .map(|s| s.to_string())
+                .chain(extra.iter().map(|s| s.to_ascii_lowercase()))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Redactor { names }
+    }
+
+    fn is_secret(&self, name: &[u8]) -> bool {
+        self.names.iter().any(|n| n.as_bytes().eq_ignore_ascii_case(name))
+    }
+
+    /// The value to show for a header. An auth scheme (`Bearer`, `Basic`)
+    /// stays visible; the credential does not.
+    fn value<'a>(&self, name: &[u8], value: &'a [u8]) -> Cow<'a, str> {
+        if !self.is_secret(name) {
+            return String::from_utf8_lossy(value);
+        }
+        let is_auth = name.eq_ignore_ascii_case(b"authorization")
+            || name.eq_ignore_ascii_case(b"proxy-authorization");
+        if is_auth && let Some(sp) = value.iter().position(|&b| b == b' ') {
+            let scheme = String::from_utf8_lossy(&value[..sp]);
+            return Cow::Owned(format!("{scheme} <redacted {} bytes>", value.len() - sp - 1));
+        }
+        Cow::Owned(format!("<redacted {} bytes>", value.len()))
+    }
+
+    fn headers<'a>(&self, h: &'a Headers) -> Vec<[Cow<'a, str>; 2]> {
+        h.iter()
+            .map(|(n, v, _)| [String::from_utf8_lossy(n), self.value(n, v)])
+            .collect()
+    }
+}
+
+pub struct Renderer {
+    pub json: bool,
+    pub color: bool,
+    /// Print request and response headers in the human block.
+    pub headers: bool,
+    pub redact: Redactor,
+    /// Added to capture-clock timestamps to get Unix time (ns).
+    pub clock_offset_ns: i128,
+}
+
+impl Renderer {
+    pub fn exchange(&self, out: &mut impl Write, ex: &Exchange, meta: &ConnMeta) -> io::Result<()> {
+        if self.json {
+            serde_json::to_writer(&mut *out, &self.json_view(ex, meta))?;
+            return out.write_all(b"\n");
+        }
+        self.human(out, ex, meta)
+    }
+
+    fn start_ns(&self, ex: &Exchange) -> u64 {
+        let first = if ex.request.first_ns != 0 {
+            ex.request.first_ns
+        } else {
+            ex.response.as_ref().map_or(0, |r| r.first_ns)
+        };
+        (first as i128 + self.clock_offset_ns).max(0) as u64
+    }
+
+    fn json_view<'a>(&'a self, ex: &'a Exchange, meta: &'a ConnMeta) -> ExchangeJson<'a> {
+        let resp = ex.response.as_ref();
+        let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+        ExchangeJson {
+            schema: SCHEMA_VERSION,
+            kind: "exchange",
+            proto: ex.proto.as_str(),
+            time: rfc3339_from_unix_ns(self.start_ns(ex) as i128),
+            start_ns: self.start_ns(ex),
+            latency_ns: ex.latency_ns(),
+            pid: meta.key.tgid,
+            comm: &meta.comm,
+            fd: meta.key.fd,
+            side: ex.side.as_str(),
+            local: meta.local.map(|a| a.to_string()),
+            remote: meta.remote.map(|a| a.to_string()),
+            peer: meta.peer.as_ref(),
+            stream_id: ex.stream_id,
+            method: &ex.method,
+            path: &ex.path,
+            authority: ex.authority.as_deref(),
+            version: ex.version,
+            status: ex.status,
+            reason: ex.reason.as_deref(),
+            interim: &ex.interim,
+            grpc_status: ex.grpc.as_ref().and_then(|g| g.status),
+            grpc: ex.grpc.as_ref().map(GrpcJson::from),
+            req_headers: self.redact.headers(&ex.request.headers),
+            resp_headers: resp.map(|r| self.redact.headers(&r.headers)).unwrap_or_default(),
+            req_trailers: self.redact.headers(&ex.request.trailers),
+            resp_trailers: resp.map(|r| self.redact.headers(&r.trailers)).unwrap_or_default(),
+            req_body_len: ex.request.body_len,
+            resp_body_len: resp.map(|r| r.body_len),
+            req_body_b64: b64(&ex.request.body_preview),
+            resp_body_b64: resp.map(|r| b64(&r.body_preview)),
+            reset_code: ex.reset_code,
+            flags: ex.flags.names().collect(),
+        }
+    }
+
+    fn paint(&self, code: &str, text: &str) -> String {
+        if self.color {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    }
+
+    fn human(&self, out: &mut impl Write, ex: &Exchange, meta: &ConnMeta) -> io::Result<()> {
+        let time = local_time(self.start_ns(ex));
+        let latency = ex.latency_ns().map(latency_human).unwrap_or_default();
+        let resp = ex.response.as_ref();
+        // Line 1: what was asked and answered.
+        let head = match &ex.grpc {
+            Some(g) => {
+                let status = match g.status {
+                    Some(code) => {
+                        let text = format!("{} ({code})", grpc_status_name(code));
+                        self.paint(if code == 0 { "32" } else { "31" }, &text)
+                    }
+                    None => match ex.status {
+                        Some(s) if s != 200 => self.status_text(s, None),
+                        _ => self.paint("33", "no status"),
+                    },
+                };
+                format!(
+                    "{} {}/{} → {status}",
+                    self.paint("1;35", "gRPC"),
+                    g.service,
+                    self.paint("1", &g.method),
+                )
+            }
+            None => {
+                let method = if ex.method.is_empty() { "?" } else { &ex.method };
+                let status = match ex.status {
+                    Some(s) => self.status_text(s, ex.reason.as_deref()),
+                    None => self.paint("33", "(no response)"),
+                };
+                format!("{} {} {} → {status}", self.paint("1", method), ex.path, ex.version)
+            }
+        };
+        writeln!(out, "{time} {head}  {latency}")?;
+
+        // Line 2: who talked to whom, and how much.
+        let me = format!("{}[{}]", meta.comm, meta.key.tgid);
+        let them = meta
+            .peer
+            .as_ref()
+            .map(|p| format!("{}[{}] ", p.comm, p.pid))
+            .unwrap_or_default();
+        let addr = |a: Option<SocketAddr>| a.map(|a| a.to_string()).unwrap_or_else(|| "?".into());
+        let (client, server) = match ex.side {
+            Side::Client => (format!("{me} {}", addr(meta.local)), format!("{them}{}", addr(meta.remote))),
+            Side::Server => (format!("{them}{}", addr(meta.remote)), format!("{me} {}", addr(meta.local))),
+        };
+        let mut line = format!("  {client} → {server}");
+        if ex.proto == Proto::Http2 {
+            line.push_str(&format!("  h2 stream {}", ex.stream_id.unwrap_or(0)));
+        }
+        if let Some(g) = &ex.grpc {
+            line.push_str(&format!(
+                "  {} {}→{} msgs",
+                g.kind.as_str(),
+                g.req_messages,
+                g.resp_messages
+            ));
+        }
+        line.push_str(&format!(
+            "  req {} resp {}",
+            bytes_human(ex.request.body_len),
+            resp.map(|r| bytes_human(r.body_len)).unwrap_or_else(|| "-".into())
+        ));
+        if let Some(code) = ex.reset_code {
+            line.push_str(&format!("  reset ({})", h2_error_name(code)));
+        }
+        if let Some(m) = ex.grpc.as_ref().and_then(|g| g.message.as_deref()) {
+            line.push_str(&format!("  \"{m}\""));
+        }
+        if !ex.flags.is_empty() {
+            let flags: Vec<&str> = ex.flags.names().collect();
+            line.push_str("  ");
+            line.push_str(&self.paint("35", &format!("[{}]", flags.join(", "))));
+        }
+        writeln!(out, "{}", self.dim(&line))?;
+
+        if self.headers {
+            self.header_lines(out, "> ", &ex.request.headers)?;
+            if !ex.request.body_preview.is_empty() {
+                writeln!(out, "    > {}", preview(&ex.request.body_preview, 200))?;
+            }
+            if let Some(r) = resp {
+                self.header_lines(out, "< ", &r.headers)?;
+                self.header_lines(out, "< ", &r.trailers)?;
+                if !r.body_preview.is_empty() {
+                    writeln!(out, "    < {}", preview(&r.body_preview, 200))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn dim(&self, s: &str) -> String {
+        // The second line is detail: keep it quieter than the first.
+        if self.color { format!("\x1b[2m{s}\x1b[0m") } else { s.to_string() }
+    }
+
+    fn header_lines(&self, out: &mut impl Write, dir: &str, h: &Headers) -> io::Result<()> {
+        for (n, v, fl) in h.iter() {
+            let value = self.redact.value(n, v);
+            let mark = if fl & FIELD_UNKNOWN != 0 { " (unknown)" } else { "" };
+            writeln!(out, "    {dir}{}: {value}{mark}", String::from_utf8_lossy(n))?;
+        }
+        Ok(())
+    }
+
+    fn status_text(&self, status: u16, reason: Option<&str>) -> String {
+        let text = match reason {
+            Some(r) if !r.is_empty() => format!("{status} {r}"),
+            _ => status.to_string(),
+        };
+        let code = match status {
+            200..=299 => "32",
+            300..=399 => "36",
+            400..=499 => "33",
+            _ => "31",
+        };
+        self.paint(code, &text)
+    }
+}
+
+/// One line of `--json` output for an exchange (schema version 1).
+#[derive(Serialize)]
+struct ExchangeJson<'a> {
+    schema: u32,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    proto: &'static str,
+    time: String,
+    start_ns: u64,
+    latency_ns: Option<u64>,
+    pid: u32,
+    comm: &'a str,
+    fd: i32,
+    side: &'static str,
+    local: Option<String>,
+    remote: Option<String>,
+    peer: Option<&'a Peer>,
+    stream_id: Option<u32>,
+    method: &'a str,
+    path: &'a str,
+    authority: Option<&'a str>,
+    version: &'static str,
+    status: Option<u16>,
+    reason: Option<&'a str>,
+    interim: &'a [u16],
+    grpc_status: Option<u32>,
+    grpc: Option<GrpcJson<'a>>,
+    req_headers: Vec<[Cow<'a, str>; 2]>,
+    resp_headers: Vec<[Cow<'a, str>; 2]>,
+    req_trailers: Vec<[Cow<'a, str>; 2]>,
+    resp_trailers: Vec<[Cow<'a, str>; 2]>,
+    req_body_len: u64,
+    resp_body_len: Option<u64>,
+    req_body_b64: String,
+    resp_body_b64: Option<String>,
+    reset_code: Option<u32>,
+    flags: Vec<&'static str>,
+}
+
+#[derive(Serialize)]
+struct GrpcJson<'a> {
+    service: &'a str,
+    method: &'a str,
+    kind: &'static str,
+    status: Option<u32>,
+    message: Option<&'a str>,
+    req_messages: u32,
+    resp_messages: u32,
+    compressed: bool,
+}
+
+impl<'a> From<&'a Grpc> for GrpcJson<'a> {
+    fn from(g: &'a Grpc) -> Self {
+        GrpcJson {
+            service: &g.service,
+            method: &g.method,
+            kind: g.kind.as_str(),
+            status: g.status,
+            message: g.message.as_deref(),
+            req_messages: g.req_messages,
+            resp_messages: g.resp_messages,
+            compressed: g.compressed,
+        }
+    }
+}
+
+/// gRPC status code names (grpc/doc/statuscodes.md).
+pub fn grpc_status_name(code: u32) -> &'static str {
+    const NAMES: [&str; 17] = [
+        "OK",
+        "CANCELLED",
+        "UNKNOWN",
+        "INVALID_ARGUMENT",
+        "DEADLINE_EXCEEDED",
+        "NOT_FOUND",
+        "ALREADY_EXISTS",
+        "PERMISSION_DENIED",
+        "RESOURCE_EXHAUSTED",
+        "FAILED_PRECONDITION",
+        "ABORTED",
+        "OUT_OF_RANGE",
+        "UNIMPLEMENTED",
+        "INTERNAL",
+        "UNAVAILABLE",
+        "DATA_LOSS",
+        "UNAUTHENTICATED",
+    ];
+    NAMES.get(code as usize).copied().unwrap_or("UNKNOWN_CODE")
+}
+
+/// HTTP/2 error code names (RFC 9113 §7).
+pub fn h2_error_name(code: u32) -> &'static str {
+    const NAMES: [&str; 14] = [
+        "NO_ERROR",
+        "PROTOCOL_ERROR",
+        "INTERNAL_ERROR",
+        "FLOW_CONTROL_ERROR",
+        "SETTINGS_TIMEOUT",
+        "STREAM_CLOSED",
+        "FRAME_SIZE_ERROR",
+        "REFUSED_STREAM",
+        "CANCEL",
+        "COMPRESSION_ERROR",
+        "CONNECT_ERROR",
+        "ENHANCE_YOUR_CALM",
+        "INADEQUATE_SECURITY",
+        "HTTP_1_1_REQUIRED",
+    ];
+    NAMES.get(code as usize).copied().unwrap_or("UNKNOWN_ERROR")
+}
+
+/// `850 µs`, `12.3 ms`, `1.52 s`.
+pub fn latency_human(ns: u64) -> String {
+    if ns < 1_000_000 {
+        format!("{} µs", ns / 1000)
+    } else if ns < 1_000_000_000 {
+        format!("{:.1} ms", ns as f64 / 1e6)
+    } else {
+        format!("{:.2} s", ns as f64 / 1e9)
+    }
+}
+
+/// Local time of day with microseconds for a Unix time in ns.
+fn local_time(unix_ns: u64) -> String {
+    let secs = (unix_ns / 1_000_000_000) as libc::time_t;
+    let micros = unix_ns % 1_000_000_000 / 1000;
+    // SAFETY: zeroed tm is a valid out-parameter for localtime_r.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointers to a time_t and a tm.
+    unsafe { libc::localtime_r(&secs, &mut tm) };
+    format!("{:02}:{:02}:{:02}.{:06}", tm.tm_hour, tm.tm_min, tm.tm_sec, micros)
+}
+
+/// Whether flags mean data was lost for this exchange.
+pub fn lossy(flags: Flags) -> bool {
+    flags.contains(Flags::GAP) || flags.contains(Flags::TRUNCATED)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocols::record::{GrpcKind, Message};
+
+    fn meta() -> ConnMeta {
+        ConnMeta {
+            key: ConnKey {
+                tgid: 4242,
+                fd: 5,
+                generation: 1,
+            },
+            comm: "curl".into(),
+            local: Some("127.0.0.1:52390".parse().unwrap()),
+            remote: Some("127.0.0.1:8000".parse().unwrap()),
+            peer: Some(Peer {
+                pid: 4240,
+                comm: "python3".into(),
+            }),
+        }
+    }
+
+    fn sample() -> Exchange {
+        let mut e = Exchange::new(Proto::Http1, Side::Client);
+        e.method = "GET".into();
+        e.path = "/index.html".into();
+        e.authority = Some("127.0.0.1:8000".into());
+        e.status = Some(200);
+        e.reason = Some("OK".into());
+        e.request.headers.push(b"Host", b"127.0.0.1:8000");
+        e.request.headers.push(b"Authorization", b"Bearer s3cr3t-token");
+        e.request.headers.push(b"Cookie", b"session=abc");
+        e.request.first_ns = 1_000_000_000;
+        let mut resp = Message {
+            first_ns: 1_000_500_000,
+            last_ns: 1_001_200_000,
+            body_len: 3804,
+            ..Message::default()
+        };
+        resp.headers.push(b"Set-Cookie", b"id=1");
+        e.response = Some(resp);
+        e.flags = Flags::GAP;
+        e
+    }
+
+    fn renderer(json: bool, secrets: bool) -> Renderer {
+        Renderer {
+            json,
+            color: false,
+            headers: true,
+            redact: Redactor::new(!secrets, &["x-api-key".into()]),
+            clock_offset_ns: 1_700_000_000_000_000_000,
+        }
+    }
+
+    #[test]
+    fn json_has_the_documented_fields_and_redacts() {
+        let mut out = Vec::new();
+        renderer(true, false).exchange(&mut out, &sample(), &meta()).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        for key in [
+            "proto", "pid", "comm", "fd", "side", "local", "remote", "stream_id", "method", "path",
+            "authority", "status", "grpc_status", "req_headers", "resp_headers", "req_body_len",
+            "resp_body_len", "start_ns", "latency_ns", "flags",
+        ] {
+            assert!(v.get(key).is_some(), "missing {key}: {v}");
+        }
+        assert_eq!(v["schema"], SCHEMA_VERSION);
+        assert_eq!(v["latency_ns"], 1_200_000);
+        assert_eq!(v["start_ns"], 1_700_000_001_000_000_000u64);
+        assert_eq!(v["peer"]["comm"], "python3");
+        assert_eq!(v["flags"][0], "gap");
+        let text = v.to_string();
+        assert!(!text.contains("s3cr3t") && !text.contains("abc") && !text.contains("id=1"));
+        assert_eq!(v["req_headers"][1][1], "Bearer <redacted 12 bytes>");
+        // --show-secrets
+        let mut out = Vec::new();
+        renderer(true, true).exchange(&mut out, &sample(), &meta()).unwrap();
+        assert!(String::from_utf8(out).unwrap().contains("s3cr3t-token"));
+    }
+
+    #[test]
+    fn human_block_names_both_ends() {
+        let mut out = Vec::new();
+        renderer(false, false).exchange(&mut out, &sample(), &meta()).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].contains("GET /index.html HTTP/1.1 → 200 OK"), "{text}");
+        assert!(lines[0].ends_with("1.2 ms"), "{text}");
+        assert!(
+            lines[1].contains("curl[4242] 127.0.0.1:52390 → python3[4240] 127.0.0.1:8000"),
+            "{text}"
+        );
+        assert!(lines[1].contains("[gap]"), "{text}");
+        assert!(text.contains("Authorization: Bearer <redacted 12 bytes>"), "{text}");
+        assert!(!text.contains("s3cr3t"));
+    }
+
+    #[test]
+    fn grpc_block() {
+        let mut e = sample();
+        e.proto = Proto::Http2;
+        e.stream_id = Some(1);
+        e.flags = Flags::NONE;
+        e.grpc = Some(Grpc {
+            service: "helloworld.Greeter".into(),
+            method: "SayHello".into(),
+            req_messages: 1,
+            resp_messages: 1,
+            kind: GrpcKind::Unary,
+            status: Some(5),
+            message: Some("no such user".into()),
+            ..Grpc::default()
+        });
+        let mut out = Vec::new();
+        let mut r = renderer(false, false);
+        r.headers = false;
+        r.exchange(&mut out, &e, &meta()).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("gRPC helloworld.Greeter/SayHello → NOT_FOUND (5)"), "{text}");
+        assert!(text.contains("h2 stream 1") && text.contains("unary 1→1 msgs"), "{text}");
+        assert!(text.contains("\"no such user\""), "{text}");
+    }
+
+    #[test]
+    fn latency_forms() {
+        assert_eq!(latency_human(850_000), "850 µs");
+        assert_eq!(latency_human(12_340_000), "12.3 ms");
+        assert_eq!(latency_human(1_520_000_000), "1.52 s");
+    }
+}
