@@ -133,7 +133,8 @@ pub fn build(p: CallParts<'_>) -> Grpc {
         .status
         .and_then(|v| std::str::from_utf8(v).ok())
         .and_then(|s| s.trim().parse().ok());
-    let message = p.message.map(percent_decode);
+    // grpc-go sends an empty `grpc-message` with every OK status: no message.
+    let message = p.message.filter(|m| !m.is_empty()).map(percent_decode);
     Grpc {
         service: service.to_string(),
         method: method.to_string(),
