@@ -267,3 +267,77 @@ fn fixtures_late_join_never_shows_a_wrong_header() {
     assert!(joins > 30, "{joins}");
     eprintln!("{joins} late joins over the fixtures");
 }
+
+/// The same captures driven through the reassembly layer (`DataStream`,
+/// positions from the pcap) with [`Http2Conn::drive`], as `conn.rs` will:
+/// identical exchanges; and with each segment dropped in turn (the hole is
+/// given up on by `flush`), nothing invented and no wrong header.
+#[test]
+fn fixtures_through_data_stream_and_drive() {
+    use protocols::http2::Http2Conn;
+    use protocols::stream::DataStream;
+    let mut drops = 0;
+    for name in fixtures::list() {
+        let meta = fixtures::recording(name).unwrap();
+        if meta.protocol == fixtures::Protocol::Http1 {
+            continue;
+        }
+        let cap = Capture::decode(fixtures::pcap(name).unwrap()).unwrap();
+        for (ci, (_, chunks)) in connections(name).into_iter().enumerate() {
+            if upgrade_split(&chunks).is_some() {
+                continue; // the HTTP/1.1 part is conn.rs's business
+            }
+            let (full, _) = replay(&chunks, None);
+            let segs: Vec<_> = cap
+                .segments
+                .iter()
+                .filter(|s| s.conn.index() == ci && !s.payload.is_empty())
+                .collect();
+            for victim in std::iter::once(None).chain((0..segs.len()).map(Some)) {
+                let mut conn = Http2Conn::new(&Http2Config::default(), Start::Preface);
+                let mut streams = [DataStream::new(1 << 20), DataStream::new(1 << 20)];
+                let mut out = Vec::new();
+                for (i, s) in segs.iter().enumerate() {
+                    if Some(i) == victim {
+                        continue;
+                    }
+                    let d = dir(s.dir);
+                    streams[d.index()].push(s.pos, s.ts_ns, s.payload);
+                    conn.drive(d, &mut streams[d.index()], &mut out);
+                }
+                for d in [Direction::Egress, Direction::Ingress] {
+                    streams[d.index()].flush();
+                    conn.drive(d, &mut streams[d.index()], &mut out);
+                }
+                conn.close(0, &mut out);
+                if victim.is_none() {
+                    assert_eq!(out, full, "{name}");
+                    continue;
+                }
+                drops += 1;
+                for e in &out {
+                    let what = format!(
+                        "{name} without segment {victim:?}, stream {:?}",
+                        e.stream_id
+                    );
+                    let full_e = full
+                        .iter()
+                        .find(|x| x.stream_id == e.stream_id)
+                        .unwrap_or_else(|| panic!("{what}: invented"));
+                    let cut = e.flags.contains(Flags::GAP);
+                    let check = |a: &protocols::record::Headers, b: &protocols::record::Headers| {
+                        http2_support::assert_no_wrong_header_prefix(a, b, cut, &what);
+                    };
+                    if !(e.flags.contains(Flags::SIDE_UNKNOWN) && e.side != full_e.side) {
+                        check(&full_e.request.headers, &e.request.headers);
+                        if let (Some(a), Some(b)) = (&full_e.response, &e.response) {
+                            check(&a.headers, &b.headers);
+                            check(&a.trailers, &b.trailers);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(drops > 50, "{drops}");
+}

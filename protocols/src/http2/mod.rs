@@ -27,6 +27,7 @@ pub mod hpack;
 use std::collections::VecDeque;
 
 use crate::record::{Direction, Exchange, FIELD_UNKNOWN, Flags, Headers, Message, Proto, Side};
+use crate::stream::DataStream;
 use frame::{
     DEFAULT_MAX_FRAME_SIZE, END_HEADERS, END_STREAM, FRAME_HEADER_LEN, FrameHeader, FrameType,
     PADDED, PREFACE, SETTINGS_ENABLE_PUSH, SETTINGS_HEADER_TABLE_SIZE, SETTINGS_MAX_FRAME_SIZE,
@@ -48,6 +49,10 @@ pub const DEFAULT_ASSUMED_TABLE_SIZE: u64 = 65536;
 /// 250. Past the cap the least recently active stream is flushed as
 /// incomplete, so streams whose end we missed cannot grow memory.
 pub const DEFAULT_MAX_OPEN_STREAMS: usize = 1024;
+
+/// Interim (1xx) responses kept per stream. RFC 9110 §15.2 allows any
+/// number; servers send one or two (100, 103). More are dropped and flagged.
+pub const MAX_INTERIM: usize = 8;
 
 /// Closed stream ids remembered, so that frames arriving after a stream was
 /// emitted (WINDOW_UPDATE, a late RST_STREAM, a client still sending after
@@ -302,6 +307,8 @@ pub struct Http2Conn {
     /// Highest stream id opened so far, by parity (even, odd). Seen from the
     /// start, ids only grow (RFC 9113 §5.1.1): a lower id not open is closed.
     highest: [u32; 2],
+    /// Timestamp of the last octet fed per direction (for losses).
+    last_ts: [u64; 2],
     /// Highest stream id any frame carried (for the resync check).
     streams_seen_max: Option<u32>,
     client: Option<Direction>,
@@ -328,6 +335,7 @@ impl Http2Conn {
             streams: Vec::new(),
             recently_closed: VecDeque::new(),
             highest: [0; 2],
+            last_ts: [0; 2],
             streams_seen_max: None,
             client: None,
             flags: if late { Flags::LATE_JOIN } else { Flags::NONE },
@@ -424,10 +432,64 @@ impl Http2Conn {
     /// return how many octets were consumed. Completed exchanges are pushed
     /// to `out`.
     pub fn feed(&mut self, dir: Direction, buf: &[u8], ts: u64, out: &mut Vec<Exchange>) -> usize {
+        self.feed_at(dir, buf, |_| ts, out)
+    }
+
+    /// Drive this connection from a reassembled direction: consume what its
+    /// head allows, and turn each gap into [`Http2Conn::lost`] (octets left
+    /// unconsumed before a gap can never complete: they are counted in the
+    /// gap). Returns true if anything moved. This is all `conn.rs` needs.
+    pub fn drive(
+        &mut self,
+        dir: Direction,
+        stream: &mut DataStream,
+        out: &mut Vec<Exchange>,
+    ) -> bool {
+        let mut moved = false;
+        loop {
+            let head = stream.head();
+            let held = head.bytes.len();
+            if held > 0 {
+                let n = self.feed_at(dir, head.bytes, |off| head.ts_at(off), out);
+                if n > 0 {
+                    stream.consume(n);
+                    moved = true;
+                    continue;
+                }
+                if !stream.gap_follows() {
+                    break;
+                }
+                stream.consume(held);
+            }
+            match stream.take_gap() {
+                Some(gap) => {
+                    let ts = self.last_ts[dir.index()];
+                    self.lost(dir, held as u64 + gap.len, ts, out);
+                    moved = true;
+                }
+                None => break,
+            }
+        }
+        moved
+    }
+
+    /// [`Http2Conn::feed`] with the capture timestamp of each octet offset.
+    fn feed_at(
+        &mut self,
+        dir: Direction,
+        buf: &[u8],
+        ts_of: impl Fn(usize) -> u64,
+        out: &mut Vec<Exchange>,
+    ) -> usize {
         let d = dir.index();
         let mut pos = 0;
         loop {
             let rest = &buf[pos..];
+            if rest.is_empty() && self.dirs[d].phase != Phase::Preface {
+                break;
+            }
+            let ts = ts_of(pos);
+            self.last_ts[d] = ts;
             match self.dirs[d].phase {
                 Phase::Preface => {
                     let n = rest.len().min(PREFACE.len());
@@ -964,7 +1026,13 @@ impl Http2Conn {
         s.last_ns = ts;
         let half = &mut s.halves[d];
         match pseudo.status {
-            Some(code) if (100..200).contains(&code) => half.interim.push(code),
+            Some(code) if (100..200).contains(&code) => {
+                if half.interim.len() < MAX_INTERIM {
+                    half.interim.push(code);
+                } else {
+                    s.flags |= Flags::HEADERS_TRUNCATED;
+                }
+            }
             _ => {
                 // Trailers always end the stream (RFC 9113 §8.1); a first
                 // block without pseudo-headers we can read that ends it is
