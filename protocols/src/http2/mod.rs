@@ -723,7 +723,9 @@ impl Http2Conn {
             }
             FrameType::Continuation => {
                 if self.dirs[d].block.is_none() {
+                    // We missed the start of its block, and its insertions.
                     self.malformed(dir);
+                    self.dirs[d].decoder.forget();
                     self.dirs[d].skip = true;
                 } else if let Some(i) = self.find(h.stream) {
                     self.streams[i].halves[d].touch(ts, wire);
