@@ -4,10 +4,29 @@
 //! captured, and emits one [`Exchange`] per stream when the stream closes.
 //! It keeps one HPACK decoder per direction ([`hpack`]) and can join a
 //! connection mid-way: frame boundaries are found with a strict check
-//! ([`frame::FrameHeader::plausible`]) and HPACK references to entries from
-//! before we joined are reported as unknown, never guessed.
+//! ([`frame::FrameHeader::plausible`], a chain of frames) and HPACK
+//! references to entries from before we joined are reported as unknown
+//! (`<unknown: dynamic index N>`, [`crate::record::FIELD_UNKNOWN`]), never
+//! guessed.
 //!
 //! # Driving it
+//!
+//! From the reassembly layer (what `conn.rs` does): create it with the
+//! [`Start`] that says how the connection was seen, then after each input
+//! call [`Http2Conn::drive`] for each direction with its
+//! [`DataStream`]; on close, [`Http2Conn::close`].
+//!
+//! - `Start::Preface`: the connection was seen from its first octet and a
+//!   direction starts with the client preface. Feed both directions from
+//!   position 0; the direction with the preface is the client's.
+//! - `Start::Upgrade`: HTTP/1 saw `Upgrade: h2c` answered by `101`. Feed the
+//!   client direction from the octet after the upgrade request (the preface
+//!   comes next), the server direction from the octet after the 101 head.
+//!   The upgrade request becomes stream 1, whose response is HTTP/2.
+//! - `Start::LateJoin`: anything else that looks like HTTP/2 (a connection
+//!   joined mid-way). Both directions look for frame boundaries.
+//!
+//! Or directly, over plain slices:
 //!
 //! - `feed(dir, bytes, ts, out)` consumes what it can and returns how many
 //!   octets it consumed; the caller keeps the rest (a frame header, a short
@@ -15,10 +34,22 @@
 //!   looking for a frame boundary, up to [`RESYNC_LOOKAHEAD`] octets) and
 //!   passes them again with the next bytes. Payloads (DATA, header blocks)
 //!   are consumed as they come: no frame is ever buffered whole.
-//! - `lost(dir, len)`: `len` octets of `dir` are missing at the current
-//!   position. A caller holding unconsumed octets when a gap follows them
-//!   drops them and counts them in `len`.
+//! - `lost(dir, len, ts, out)`: `len` octets of `dir` are missing at the
+//!   current position. Inside a DATA payload of known length the stream
+//!   stays in step (body counted, `gap` flag); otherwise the direction
+//!   resyncs and its HPACK decoder forgets its table. A caller holding
+//!   unconsumed octets when a gap follows them drops them and counts them in
+//!   `len` ([`Http2Conn::drive`] does).
 //! - `close(ts, out)`: flush open streams as incomplete.
+//!
+//! # What is never done
+//!
+//! A header is never resolved from a table entry that might not be the
+//! encoder's: after a late join, lost octets, an HPACK error, an interrupted
+//! or skipped header block, the decoder forgets its table and resolves only
+//! entries inserted since. The first frame of a resync chain (the least
+//! certain boundary) is skipped. See `BENCHMARKS.md` and the HTTP/2 test
+//! data README for the evidence.
 
 pub mod frame;
 pub mod grpc;
