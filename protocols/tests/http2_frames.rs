@@ -560,3 +560,39 @@ fn resync_after_loss_between_frames() {
     // Later requests are found again (paths are literals or unknown refs).
     assert!(ex.iter().filter(|e| e.stream_id.unwrap() > 30).count() >= 4);
 }
+
+/// Found by the `http2_late` fuzz target: an octet lost inside a
+/// PUSH_PROMISE's promised stream id used to make its block look like the
+/// parent's response headers (and the real ones then became "trailers").
+#[test]
+fn loss_in_push_promise_prefix_does_not_misfile_headers() {
+    let mut w = Wire::new();
+    w.get(1, "/page");
+    let promise = w.block(
+        S,
+        &[
+            (":method", "GET"),
+            (":scheme", "http"),
+            (":path", "/pushed"),
+        ],
+    );
+    let mut p = vec![0u8, 0, 0, 2];
+    p.extend_from_slice(&promise);
+    let at = w.server.len() + 9 + 2; // inside the promised stream id
+    w.server
+        .extend(frame(FrameType::PushPromise, END_HEADERS, 1, &p));
+    w.headers(S, 1, 0, &[(":status", "200"), ("x-a", "b")]);
+    w.data(S, 1, END_STREAM, b"page");
+    let mut f = Feeder::new(&Http2Config::default(), Start::Preface);
+    f.feed(C, &w.client, 1);
+    f.feed(S, &w.server[..at], 2);
+    f.lost(S, 1, 3);
+    f.feed(S, &w.server[at + 1..], 4);
+    let (ex, _) = f.close(5);
+    let one = by_stream(&ex, 1);
+    let r = one.response.as_ref().unwrap();
+    assert_eq!(one.status, Some(200));
+    assert_eq!(get(&r.headers, "x-a"), Some("b"));
+    assert!(r.trailers.is_empty());
+    assert!(one.flags.contains(Flags::GAP));
+}

@@ -227,6 +227,8 @@ struct BlockCtx {
     end_stream: bool,
     /// PUSH_PROMISE: the promised stream.
     promise: Option<u32>,
+    /// The block started with PUSH_PROMISE (even if its promised id was lost).
+    push: bool,
     /// Octets of the block were lost.
     lost: bool,
 }
@@ -707,6 +709,7 @@ impl Http2Conn {
                     stream: h.stream,
                     end_stream: false,
                     promise: None,
+                    push: h.kind == FrameType::PushPromise,
                     lost: true,
                 });
             }
@@ -741,7 +744,7 @@ impl Http2Conn {
                         // Only clients prioritise (RFC 9113 §5.3.2).
                         self.client = Some(dir);
                     }
-                    self.begin_block(dir, h.stream, h.has(END_STREAM), None);
+                    self.begin_block(dir, h.stream, h.has(END_STREAM), false);
                 }
                 self.dirs[d].prefix = h.prefix_len();
             }
@@ -749,7 +752,7 @@ impl Http2Conn {
                 if let Some(i) = self.find(h.stream) {
                     self.streams[i].halves[d].touch(ts, wire);
                 }
-                self.begin_block(dir, h.stream, false, None);
+                self.begin_block(dir, h.stream, false, true);
                 self.dirs[d].prefix = h.prefix_len();
             }
             FrameType::Continuation => {
@@ -946,14 +949,15 @@ impl Http2Conn {
 
     // ---- header blocks ----
 
-    fn begin_block(&mut self, dir: Direction, stream: u32, end_stream: bool, promise: Option<u32>) {
+    fn begin_block(&mut self, dir: Direction, stream: u32, end_stream: bool, push: bool) {
         let dd = &mut self.dirs[dir.index()];
         dd.decoder.begin_block();
         dd.block_out.clear();
         dd.block = Some(BlockCtx {
             stream,
             end_stream,
-            promise,
+            promise: None,
+            push,
             lost: false,
         });
     }
@@ -1028,16 +1032,24 @@ impl Http2Conn {
         }
         let pseudo = Pseudo::of(&headers);
         if self.client.is_none() {
-            if pseudo.method && ctx.promise.is_none() {
+            if pseudo.method && !ctx.push {
                 self.client = Some(dir);
             } else if pseudo.status.is_some()
                 || pseudo.grpc_status
-                || (ctx.stream % 2 == 0 && ctx.promise.is_none())
+                || (ctx.stream % 2 == 0 && !ctx.push)
             {
                 // Responses, gRPC trailers, and HEADERS on server-initiated
                 // (even, RFC 9113 §5.1.1) streams come from the server.
                 self.client = Some(dir.opposite());
             }
+        }
+        if ctx.push && ctx.promise.is_none() {
+            // A PUSH_PROMISE whose promised stream id was lost: its request
+            // belongs to no stream we can name.
+            if let Some(i) = self.find(ctx.stream) {
+                self.streams[i].flags |= Flags::GAP;
+            }
+            return;
         }
         if let Some(p) = ctx.promise {
             // The promised request (RFC 9113 §8.4): the pushed stream's request.
