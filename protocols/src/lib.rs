@@ -11,6 +11,7 @@
 
 pub mod conn;
 pub mod http1;
+pub mod http2;
 pub mod pcap;
 pub mod record;
 pub mod stream;

@@ -288,6 +288,10 @@ flags! {
     GOAWAY = 12, "goaway";
     /// Response seen without its request (e.g. the request was before capture).
     NO_REQUEST = 13, "no_request";
+    /// Which end is the client could not be inferred (HTTP/2 joined mid-way
+    /// without a readable `:method`/`:status` or other evidence): `side` is
+    /// a guess and request and response may be swapped.
+    SIDE_UNKNOWN = 14, "side_unknown";
 }
 
 impl Flags {
