@@ -34,7 +34,7 @@ pub const TCP_LISTEN: u8 = 10;
 
 pub fn tcp_state_name(state: u8) -> &'static str {
     match state {
-        1 => "ESTABLISHED",
+        TCP_ESTABLISHED => "ESTABLISHED",
         2 => "SYN_SENT",
         3 => "SYN_RECV",
         4 => "FIN_WAIT1",
@@ -43,7 +43,7 @@ pub fn tcp_state_name(state: u8) -> &'static str {
         7 => "CLOSE",
         8 => "CLOSE_WAIT",
         9 => "LAST_ACK",
-        10 => "LISTEN",
+        TCP_LISTEN => "LISTEN",
         11 => "CLOSING",
         12 => "NEW_SYN_RECV",
         _ => "UNKNOWN",
