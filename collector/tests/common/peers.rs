@@ -150,23 +150,24 @@ impl Server {
     }
 
     /// `python3 -m http.server` (HTTP/1.0 answers) serving [`docroot`].
-    pub fn python_http() -> Server {
+    /// With `cgi` (`--cgi`) it reads each request a byte at a time.
+    pub fn python_http(cgi: bool) -> Server {
         let dir = TempDir::new("www");
         docroot(dir.path());
         let port = free_port();
-        let proc = Proc::spawn(
-            "python http.server",
-            Command::new(PYTHON)
-                .args([
-                    "-m",
-                    "http.server",
-                    &port.to_string(),
-                    "--bind",
-                    "127.0.0.1",
-                ])
-                .current_dir(dir.path()),
-        )
-        .wait_listening("127.0.0.1", port);
+        let mut cmd = Command::new(PYTHON);
+        cmd.args([
+            "-m",
+            "http.server",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
+        .current_dir(dir.path());
+        if cgi {
+            cmd.arg("--cgi");
+        }
+        let proc = Proc::spawn("python http.server", &mut cmd).wait_listening("127.0.0.1", port);
         Server {
             proc,
             port,
@@ -395,13 +396,28 @@ pub fn run(cmd: &mut Command) -> Ran {
     ran
 }
 
-/// `curl -s` with `-w '%{json}\n' -o /dev/null` for each URL; `per_url`
-/// options go before each URL (e.g. `-I`), `opts` once at the front.
+/// `curl -s OPTS` with `-w '%{json}\n' -o /dev/null` for each URL (one
+/// process: keep-alive where the server allows it).
 pub fn curl(opts: &[&str], urls: &[&str]) -> Ran {
     let mut cmd = Command::new("curl");
     cmd.arg("-s").args(opts);
     for u in urls {
         cmd.args(["-w", "%{json}\\n", "-o", "/dev/null", u]);
+    }
+    run(&mut cmd)
+}
+
+/// One curl process making one transfer per entry, each with its own
+/// options (`--next` between them), reusing its connection where it can.
+pub fn curl_next(transfers: &[(&[&str], &str)]) -> Ran {
+    let mut cmd = Command::new("curl");
+    for (i, (opts, url)) in transfers.iter().enumerate() {
+        if i > 0 {
+            cmd.arg("--next");
+        }
+        cmd.arg("-s")
+            .args(*opts)
+            .args(["-w", "%{json}\\n", "-o", "/dev/null", url]);
     }
     run(&mut cmd)
 }
