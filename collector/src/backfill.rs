@@ -35,6 +35,8 @@ pub struct Backfill {
     /// Captured sockets by (local, remote): a peer among them needs no lookup.
     captured: HashMap<(SocketAddr, SocketAddr), ConnKey>,
     addrs: HashMap<ConnKey, (SocketAddr, SocketAddr)>,
+    /// Announced connections that have not carried bytes yet.
+    unresolved: HashMap<ConnKey, Conn>,
     /// Connections to a local address whose peer is not known yet.
     pending: Vec<(Conn, Instant)>,
     pub errors: u64,
@@ -56,6 +58,7 @@ impl Backfill {
             owners_at: None,
             captured: HashMap::new(),
             addrs: HashMap::new(),
+            unresolved: HashMap::new(),
             pending: Vec::new(),
             errors: 0,
         }
@@ -106,7 +109,13 @@ impl Backfill {
                 }
                 Vec::new()
             }
-            Event::Data(_) => Vec::new(),
+            Event::Data(d) => match self.unresolved.remove(&d.common.key) {
+                // First bytes of a connection: now it is worth a lookup
+                // (connections the kernel's protocol check rejects never
+                // get here).
+                Some(c) => self.resolve(&c),
+                None => Vec::new(),
+            },
         }
     }
 
@@ -117,15 +126,25 @@ impl Backfill {
             self.captured.remove(&pair);
         }
         self.pending.retain(|(c, _)| c.common.key != key);
+        self.unresolved.remove(&key);
     }
 
     /// Metadata for a connection just announced by the kernel.
-    pub fn on_conn(&mut self, c: &Conn) -> Vec<MetaUpdate> {
+    fn on_conn(&mut self, c: &Conn) -> Vec<MetaUpdate> {
         let (Some(local), Some(remote)) = (c.local, c.remote) else {
             return Vec::new();
         };
         self.captured.insert((local, remote), c.common.key);
         self.addrs.insert(c.common.key, (local, remote));
+        self.unresolved.insert(c.common.key, c.clone());
+        Vec::new()
+    }
+
+    /// What sock_diag and /proc say about a connection that carries bytes.
+    pub fn resolve(&mut self, c: &Conn) -> Vec<MetaUpdate> {
+        let (Some(local), Some(remote)) = (c.local, c.remote) else {
+            return Vec::new();
+        };
         let mut out = Vec::new();
         let mut update = MetaUpdate {
             pid: c.common.key.tgid,
@@ -319,11 +338,18 @@ mod tests {
             server.peer_addr().unwrap(),
             Role::Unknown,
         );
-        let updates = b.on_conn(&c);
+        assert!(
+            b.on_event(&Event::Conn(c.clone())).is_empty(),
+            "nothing before bytes"
+        );
+        let updates = b.resolve(&c);
         assert_eq!(updates.len(), 1);
         let u = &updates[0];
         assert_eq!(u.role.as_deref(), Some("server"));
-        assert_eq!(u.tcp_state, Some(sock_diag::TCP_ESTABLISHED));
+        assert_eq!(
+            u.tcp_state.map(sock_diag::tcp_state_name),
+            Some("ESTABLISHED")
+        );
         assert_eq!(u.peer.as_ref().map(|p| p.pid), Some(me));
         // The client end: its peer (the server end) is captured now, so no
         // lookup is needed and none is reported.
@@ -334,7 +360,8 @@ mod tests {
             client.peer_addr().unwrap(),
             Role::Client,
         );
-        assert!(b.on_conn(&c2).is_empty());
+        b.on_event(&Event::Conn(c2.clone()));
+        assert!(b.resolve(&c2).is_empty());
     }
 
     #[test]

@@ -105,6 +105,9 @@ pub struct Renderer {
     pub color: bool,
     /// Print request and response headers in the human block.
     pub headers: bool,
+    /// Include body previews (human block; `req_body_b64`/`resp_body_b64`
+    /// in JSON).
+    pub bodies: bool,
     pub redact: Redactor,
     /// Added to capture-clock timestamps to get Unix time (ns).
     pub clock_offset_ns: i128,
@@ -167,8 +170,12 @@ impl Renderer {
                 .unwrap_or_default(),
             req_body_len: ex.request.body_len,
             resp_body_len: resp.map(|r| r.body_len),
-            req_body_b64: b64(&ex.request.body_preview),
-            resp_body_b64: resp.map(|r| b64(&r.body_preview)),
+            req_body_b64: self.bodies.then(|| b64(&ex.request.body_preview)),
+            resp_body_b64: if self.bodies {
+                resp.map(|r| b64(&r.body_preview))
+            } else {
+                None
+            },
             reset_code: ex.reset_code,
             flags: ex.flags.names().collect(),
         }
@@ -277,15 +284,18 @@ impl Renderer {
 
         if self.headers {
             self.header_lines(out, "> ", &ex.request.headers)?;
-            if !ex.request.body_preview.is_empty() {
-                writeln!(out, "    > {}", preview(&ex.request.body_preview, 200))?;
-            }
-            if let Some(r) = resp {
+            self.header_lines(out, "> ", &ex.request.trailers)?;
+        }
+        if self.bodies && !ex.request.body_preview.is_empty() {
+            writeln!(out, "    > {}", preview(&ex.request.body_preview, 200))?;
+        }
+        if let Some(r) = resp {
+            if self.headers {
                 self.header_lines(out, "< ", &r.headers)?;
                 self.header_lines(out, "< ", &r.trailers)?;
-                if !r.body_preview.is_empty() {
-                    writeln!(out, "    < {}", preview(&r.body_preview, 200))?;
-                }
+            }
+            if self.bodies && !r.body_preview.is_empty() {
+                writeln!(out, "    < {}", preview(&r.body_preview, 200))?;
             }
         }
         Ok(())
@@ -367,7 +377,9 @@ struct ExchangeJson<'a> {
     resp_trailers: Vec<[Cow<'a, str>; 2]>,
     req_body_len: u64,
     resp_body_len: Option<u64>,
-    req_body_b64: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    req_body_b64: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     resp_body_b64: Option<String>,
     reset_code: Option<u32>,
     flags: Vec<&'static str>,
@@ -529,6 +541,7 @@ mod tests {
             json,
             color: false,
             headers: true,
+            bodies: true,
             redact: Redactor::new(!secrets, &["x-api-key".into()]),
             clock_offset_ns: 1_700_000_000_000_000_000,
         }

@@ -146,7 +146,7 @@ fn replay_pcap<W: Write>(
         key: key(id),
         tid: 0,
         ts_ns,
-        comm: "pcap".to_string(),
+        comm: "pcap".into(),
     };
     // Each connection's last segment, to close it there.
     let mut last_segment = vec![usize::MAX; capture.connections.len()];

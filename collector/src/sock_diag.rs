@@ -28,13 +28,12 @@ pub enum SockDiagError {
     Refused(i32),
 }
 
-/// TCP states, as `include/net/tcp_states.h` numbers them.
-pub const TCP_ESTABLISHED: u8 = 1;
+/// `TCP_LISTEN` in `include/net/tcp_states.h`.
 pub const TCP_LISTEN: u8 = 10;
 
 pub fn tcp_state_name(state: u8) -> &'static str {
     match state {
-        TCP_ESTABLISHED => "ESTABLISHED",
+        1 => "ESTABLISHED",
         2 => "SYN_SENT",
         3 => "SYN_RECV",
         4 => "FIN_WAIT1",
@@ -43,7 +42,7 @@ pub fn tcp_state_name(state: u8) -> &'static str {
         7 => "CLOSE",
         8 => "CLOSE_WAIT",
         9 => "LAST_ACK",
-        TCP_LISTEN => "LISTEN",
+        10 => "LISTEN",
         11 => "CLOSING",
         12 => "NEW_SYN_RECV",
         _ => "UNKNOWN",
@@ -142,6 +141,8 @@ fn receive(socket: &Socket, out: &mut Vec<TcpSocket>) -> Result<(), SockDiagErro
 mod tests {
     use super::*;
     use std::net::{TcpListener, TcpStream};
+
+    const TCP_ESTABLISHED: u8 = 1;
 
     /// Needs no privileges: sock_diag dumps are open to everyone.
     #[test]

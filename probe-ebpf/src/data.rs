@@ -21,9 +21,9 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use probe_common::{
-    CFG_FILTER_COMM, CFG_FILTER_PIDS, CFG_PROTO_HTTP, CONN_IGNORED, ConnState, DIR_EGRESS,
-    DIR_INGRESS, EventHeader, EventKind, PROTO_MATCHED, PROTO_REJECTED, ROLE_UNKNOWN, Syscall,
-    stat,
+    CFG_FILTER_COMM, CFG_FILTER_PIDS, CFG_PROTO_HTTP, CONN_IGNORED, CONN_MUTED, ConnState,
+    DIR_EGRESS, DIR_INGRESS, EventHeader, EventKind, PROTO_MATCHED, PROTO_REJECTED, ROLE_UNKNOWN,
+    Syscall, stat,
 };
 
 use crate::{
@@ -95,7 +95,7 @@ fn enter(
     // SAFETY: pointer into a map value, valid for this program run.
     let (flags, proto, generation) =
         unsafe { ((*state).flags, (*state).proto, (*state).generation) };
-    if flags & CONN_IGNORED != 0 || proto == PROTO_REJECTED {
+    if flags & (CONN_IGNORED | CONN_MUTED) != 0 || proto == PROTO_REJECTED {
         return;
     }
     let pending = Pending {
