@@ -80,7 +80,8 @@ pub struct Rules {
     /// paired by connection, path and stream id, in any order.
     pub ordered: bool,
     /// The capture itself lost bytes (a snap length): exchanges flagged
-    /// `gap` may show shorter bodies than the client got, never longer.
+    /// `gap` (and `truncated`, `resynced`, `incomplete`) may show shorter
+    /// bodies than the client got, never longer.
     pub lossy_capture: bool,
     /// Flags allowed besides those the scenario explains (`upgrade` on an
     /// h2c upgrade; with `lossy_capture`, `gap`, `resynced`, `incomplete`).
@@ -312,7 +313,8 @@ pub fn check<'a>(
         }
         for f in &fl {
             let explained = (*f == "upgrade" && d.interim.contains(&101))
-                || (rules.lossy_capture && ["gap", "resynced", "incomplete"].contains(f))
+                || (rules.lossy_capture
+                    && ["truncated", "gap", "resynced", "incomplete"].contains(f))
                 || rules.extra_flags.contains(f);
             assert!(
                 explained,

@@ -310,7 +310,8 @@ impl Server {
 }
 
 /// Fixed files (the same as the fixture recorder's): `index.html` 59 B,
-/// `small.txt` 2200 B, `data.json`, `medium.bin` 8192 B; modified
+/// `small.txt` 2200 B, `data.json`, `medium.bin` 8192 B, `large.bin`
+/// 600 KiB; modified
 /// 2024-01-01 00:00:00 GMT so `If-Modified-Since` gets a 304.
 pub fn docroot(dir: &Path) {
     std::fs::create_dir_all(dir).unwrap();
@@ -320,7 +321,8 @@ pub fn docroot(dir: &Path) {
     let items: Vec<String> = (0..200).map(|i| i.to_string()).collect();
     let json = format!("{{\"items\": [{}]}}", items.join(", "));
     let medium = super::pattern(2, 8192);
-    let files: [(&str, &[u8]); 4] = [
+    let large = super::pattern(3, 600 * 1024);
+    let files: [(&str, &[u8]); 5] = [
         (
             "index.html",
             b"<!doctype html>\n<title>sniff fixtures</title>\n<p>hello</p>\n",
@@ -328,6 +330,7 @@ pub fn docroot(dir: &Path) {
         ("small.txt", text.as_bytes()),
         ("data.json", json.as_bytes()),
         ("medium.bin", &medium),
+        ("large.bin", &large),
     ];
     for (name, data) in files {
         let p = dir.join(name);
