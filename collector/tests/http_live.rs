@@ -593,7 +593,7 @@ fn h2c_upgrade_curl_to_go() {
     );
     did[0].interim = vec![101];
     assert!(did.iter().all(|d| d.http_version.as_deref() == Some("2")));
-    let got = collect(sniff, did.len() + 1);
+    let got = collect(sniff, did.len());
     let pairs = account::check("h2c upgrade curl → Go", &got, &did, Rules::default());
     assert_client_view(&pairs, client.pid, "curl", &server);
     assert_eq!(
