@@ -11,6 +11,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use protocols::record::Direction;
+
 use crate::{
     events::{Conn, ConnKey, Event, Role},
     pipeline::MetaUpdate,
@@ -32,6 +34,8 @@ pub struct Backfill {
     dumped_at: Option<Instant>,
     owners: HashMap<u64, (u32, String)>,
     owners_at: Option<Instant>,
+    /// Processes that existed at the last walk of /proc.
+    walked: HashSet<u32>,
     /// Captured sockets by (local, remote): a peer among them needs no lookup.
     captured: HashMap<(SocketAddr, SocketAddr), ConnKey>,
     addrs: HashMap<ConnKey, (SocketAddr, SocketAddr)>,
@@ -39,6 +43,9 @@ pub struct Backfill {
     unresolved: HashMap<ConnKey, Conn>,
     /// Connections to a local address whose peer is not known yet.
     pending: Vec<(Conn, Instant)>,
+    /// Pending connections to look up again at their first bytes in the
+    /// other direction than these (see [`Backfill::on_event`]).
+    await_reply: HashMap<ConnKey, Direction>,
     pub errors: u64,
 }
 
@@ -56,10 +63,12 @@ impl Backfill {
             dumped_at: None,
             owners: HashMap::new(),
             owners_at: None,
+            walked: HashSet::new(),
             captured: HashMap::new(),
             addrs: HashMap::new(),
             unresolved: HashMap::new(),
             pending: Vec::new(),
+            await_reply: HashMap::new(),
             errors: 0,
         }
     }
@@ -109,13 +118,36 @@ impl Backfill {
                 }
                 Vec::new()
             }
-            Event::Data(d) => match self.unresolved.remove(&d.common.key) {
-                // First bytes of a connection: now it is worth a lookup
-                // (connections the kernel's protocol check rejects never
-                // get here).
-                Some(c) => self.resolve(&c),
-                None => Vec::new(),
-            },
+            Event::Data(d) => {
+                let key = d.common.key;
+                if let Some(c) = self.unresolved.remove(&key) {
+                    // First bytes of a connection: now it is worth a lookup
+                    // (connections the kernel's protocol check rejects never
+                    // get here).
+                    let out = self.resolve(&c);
+                    if self.pending.iter().any(|(p, _)| p.common.key == key) {
+                        // No process holds the other end yet: a client
+                        // sends its request before the server has called
+                        // accept(). The answer comes after it did: look
+                        // again at the first bytes the other way, before
+                        // they are decoded, so the exchange they complete
+                        // names its peer (a tick may be too late for a
+                        // short connection).
+                        self.await_reply.insert(key, d.direction);
+                    }
+                    out
+                } else if !self.await_reply.is_empty()
+                    && self
+                        .await_reply
+                        .get(&key)
+                        .is_some_and(|&dir| dir != d.direction)
+                {
+                    self.await_reply.remove(&key);
+                    self.retry_one(key)
+                } else {
+                    Vec::new()
+                }
+            }
         }
     }
 
@@ -127,6 +159,7 @@ impl Backfill {
         }
         self.pending.retain(|(c, _)| c.common.key != key);
         self.unresolved.remove(&key);
+        self.await_reply.remove(&key);
     }
 
     /// Metadata for a connection just announced by the kernel.
@@ -185,6 +218,30 @@ impl Backfill {
         out
     }
 
+    /// Looks up the peer of one pending connection again.
+    fn retry_one(&mut self, key: ConnKey) -> Vec<MetaUpdate> {
+        let Some(i) = self.pending.iter().position(|(c, _)| c.common.key == key) else {
+            return Vec::new();
+        };
+        let (Some(local), Some(remote)) = (self.pending[i].0.local, self.pending[i].0.remote)
+        else {
+            return Vec::new();
+        };
+        match self.peer_of(local, remote) {
+            Some(peer) => {
+                self.pending.swap_remove(i);
+                vec![MetaUpdate {
+                    pid: key.tgid,
+                    fd: key.fd,
+                    generation: key.generation,
+                    peer: Some(peer),
+                    ..MetaUpdate::default()
+                }]
+            }
+            None => Vec::new(),
+        }
+    }
+
     /// Retries peers not found yet (the other end may have been accepted a
     /// moment later). Call about once a second.
     pub fn retry(&mut self) -> Vec<MetaUpdate> {
@@ -217,15 +274,54 @@ impl Backfill {
 
     fn peer_of(&mut self, local: SocketAddr, remote: SocketAddr) -> Option<Peer> {
         self.refresh_dump(self.find(remote, local).is_none());
-        let inode = self.find(remote, local)?.inode as u64;
+        let inode = match self.find(remote, local).filter(|s| s.inode != 0) {
+            Some(s) => s.inode as u64,
+            // Newer than the last dump (dumps are rate-limited), or not
+            // accepted yet when it was taken (inode 0): ask for that one
+            // socket.
+            None => match sock_diag::find_tcp(remote, local) {
+                Ok(s) => s?.inode as u64,
+                Err(_) => {
+                    self.errors += 1;
+                    return None;
+                }
+            },
+        };
         if inode == 0 {
             return None;
         }
-        if !self.owners.contains_key(&inode)
-            && self.owners_at.is_none_or(|t| t.elapsed() >= OWNERS_EVERY)
-        {
-            self.owners = procfs::socket_owners();
-            self.owners_at = Some(Instant::now());
+        if !self.owners.contains_key(&inode) {
+            // A socket made since the last walk of /proc (the other end of
+            // a new connection). Look where it is likely and cheap first:
+            // in the processes listening on its port (a server that
+            // accepted it) and in processes started since the last walk (a
+            // new client); walk everything at most once per OWNERS_EVERY.
+            let found = self.owners_at.is_some() && {
+                let port = remote.port();
+                let mut likely: Vec<u32> = self
+                    .dump
+                    .iter()
+                    .filter(|s| s.state == TCP_LISTEN && s.local.port() == port)
+                    .filter_map(|s| self.owners.get(&(s.inode as u64)).map(|o| o.0))
+                    .collect();
+                likely.extend(
+                    procfs::pids()
+                        .into_iter()
+                        .filter(|p| !self.walked.contains(p)),
+                );
+                match procfs::socket_owner_among(likely, inode) {
+                    Some(owner) => {
+                        self.owners.insert(inode, owner);
+                        true
+                    }
+                    None => false,
+                }
+            };
+            if !found && self.owners_at.is_none_or(|t| t.elapsed() >= OWNERS_EVERY) {
+                self.walked = procfs::pids().into_iter().collect();
+                self.owners = procfs::socket_owners();
+                self.owners_at = Some(Instant::now());
+            }
         }
         self.owners.get(&inode).map(|(pid, comm)| Peer {
             pid: *pid,
@@ -362,6 +458,49 @@ mod tests {
         );
         b.on_event(&Event::Conn(c2.clone()));
         assert!(b.resolve(&c2).is_empty());
+    }
+
+    fn data(c: &Conn, direction: Direction) -> Event<'static> {
+        Event::Data(crate::events::Data {
+            common: c.common.clone(),
+            enter_ns: 0,
+            syscall: None,
+            direction,
+            pos: 0,
+            syscall_len: 1,
+            chunk_offset: 0,
+            last: true,
+            truncated: false,
+            read_failed: false,
+            payload: b"x",
+        })
+    }
+
+    #[test]
+    fn a_peer_not_accepted_yet_is_found_at_the_reply() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let me = std::process::id();
+        let c = conn(
+            me,
+            client.as_raw_fd(),
+            client.local_addr().unwrap(),
+            client.peer_addr().unwrap(),
+            Role::Client,
+        );
+        let mut b = Backfill::new();
+        assert!(b.on_event(&Event::Conn(c.clone())).is_empty());
+        // The request goes out before the server accepts: nobody holds
+        // the other end yet.
+        assert!(b.on_event(&data(&c, Direction::Egress)).is_empty());
+        // More of the request: nothing new to look up.
+        assert!(b.on_event(&data(&c, Direction::Egress)).is_empty());
+        let (_server, _) = listener.accept().unwrap();
+        // The answer: the server accepted first, and is found now.
+        let updates = b.on_event(&data(&c, Direction::Ingress));
+        assert_eq!(updates.len(), 1, "{updates:?}");
+        assert_eq!(updates[0].peer.as_ref().map(|p| p.pid), Some(me));
+        assert!(b.pending.is_empty() && b.await_reply.is_empty());
     }
 
     #[test]

@@ -288,7 +288,9 @@ pub const CFG_FILTER_PORTS: u32 = 1 << 2;
 /// Capture AF_UNIX sockets too.
 pub const CFG_UNIX: u32 = 1 << 3;
 /// Send a connection's bytes only once its first bytes look like HTTP/1 or
-/// HTTP/2 (and give up after `Config::proto_probes` events).
+/// HTTP/2 (and give up after `Config::proto_probes` events). Syscalls that
+/// moved fewer than 4 bytes are too short to judge: they are sent, and not
+/// counted as probes.
 pub const CFG_PROTO_HTTP: u32 = 1 << 4;
 
 /// Settings the loader writes into the programs before loading them.
