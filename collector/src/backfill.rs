@@ -15,7 +15,7 @@ use protocols::record::Direction;
 
 use crate::{
     events::{Conn, ConnKey, Event, Role},
-    pipeline::MetaUpdate,
+    pipeline::{MetaUpdate, canonical as canonical_addr},
     procfs,
     render::Peer,
     sock_diag::{self, TCP_LISTEN, TcpSocket},
@@ -164,7 +164,9 @@ impl Backfill {
 
     /// Metadata for a connection just announced by the kernel.
     fn on_conn(&mut self, c: &Conn) -> Vec<MetaUpdate> {
-        let (Some(local), Some(remote)) = (c.local, c.remote) else {
+        let (Some(local), Some(remote)) =
+            (c.local.map(canonical_addr), c.remote.map(canonical_addr))
+        else {
             return Vec::new();
         };
         self.captured.insert((local, remote), c.common.key);
@@ -175,7 +177,9 @@ impl Backfill {
 
     /// What sock_diag and /proc say about a connection that carries bytes.
     pub fn resolve(&mut self, c: &Conn) -> Vec<MetaUpdate> {
-        let (Some(local), Some(remote)) = (c.local, c.remote) else {
+        let (Some(local), Some(remote)) =
+            (c.local.map(canonical_addr), c.remote.map(canonical_addr))
+        else {
             return Vec::new();
         };
         let mut out = Vec::new();
@@ -189,15 +193,22 @@ impl Backfill {
             // Opened before we started: ask the kernel's socket table, by
             // the socket's inode (exact), or by its addresses.
             let inode = procfs::socket_inode(c.common.key.tgid, c.common.key.fd);
+            // (A closed socket lingers as a TIME_WAIT entry with inode 0:
+            // that is not ours.)
             let lookup = |b: &Backfill| match inode {
                 Some(i) => b.dump.iter().find(|s| s.inode as u64 == i).cloned(),
-                None => b.find(local, remote).cloned(),
+                None => b.find(local, remote).filter(|s| s.inode != 0).cloned(),
             };
             if lookup(self).is_none() {
                 self.refresh_dump(true);
             }
-            if let Some(s) = lookup(self) {
-                update.tcp_state = Some(s.state);
+            // The socket may be gone already (a short connection, closed
+            // before we read its events): then the state is the one the
+            // kernel reported when we first saw it, and the role comes from
+            // the listening sockets, which outlive their connections.
+            let found = lookup(self);
+            update.tcp_state = Some(found.as_ref().map_or(c.tcp_state, |s| s.state));
+            if !self.dump.is_empty() {
                 let listening = self.dump.iter().any(|l| {
                     l.state == TCP_LISTEN
                         && l.local.port() == local.port()
@@ -251,7 +262,9 @@ impl Backfill {
         let pending = std::mem::take(&mut self.pending);
         let mut out = Vec::new();
         for (c, since) in pending {
-            let (Some(local), Some(remote)) = (c.local, c.remote) else {
+            let (Some(local), Some(remote)) =
+                (c.local.map(canonical_addr), c.remote.map(canonical_addr))
+            else {
                 continue;
             };
             if self.captured.contains_key(&(remote, local)) {

@@ -261,7 +261,12 @@ impl<W: Write> Pipeline<W> {
         }
     }
 
-    fn track(&mut self, key: ConnKey, meta: ConnMeta, late: bool, now: u64) {
+    fn track(&mut self, key: ConnKey, mut meta: ConnMeta, late: bool, now: u64) {
+        // A dual-stack socket talking IPv4 shows v4-mapped addresses: show
+        // them as the IPv4 they are (as tcpdump does), and pair such a
+        // socket with its IPv4 peer.
+        meta.local = meta.local.map(canonical);
+        meta.remote = meta.remote.map(canonical);
         let parser = if late {
             Connection::new_late(&self.config)
         } else {
@@ -416,6 +421,17 @@ impl<W: Write> Pipeline<W> {
     /// Writes a line that is not an exchange (a stats object) in order.
     pub fn write_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.out.write_all(bytes)
+    }
+}
+
+/// `[::ffff:a.b.c.d]:p` as `a.b.c.d:p`; anything else unchanged.
+pub fn canonical(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(v4.into(), v6.port()),
+            None => addr,
+        },
+        v4 => v4,
     }
 }
 

@@ -444,7 +444,6 @@ fn keepalive_connection_opened_before_sniff() {
 }
 
 #[test]
-#[ignore = "needs HTTP/2 decoding (issue 4)"]
 fn http2_connection_opened_before_sniff() {
     let _guard = serial();
     if !can_load_ebpf() {
@@ -535,7 +534,6 @@ fn http2_connection_opened_before_sniff() {
 }
 
 #[test]
-#[ignore = "needs HTTP/2 decoding (issue 4)"]
 fn h2c_prior_knowledge_curl_to_nghttpd() {
     let _guard = serial();
     if !can_load_ebpf() {
@@ -567,7 +565,6 @@ fn h2c_prior_knowledge_curl_to_nghttpd() {
 }
 
 #[test]
-#[ignore = "needs HTTP/2 decoding (issue 4)"]
 fn h2c_upgrade_curl_to_go() {
     let _guard = serial();
     if !can_load_ebpf() {
@@ -606,7 +603,6 @@ fn h2c_upgrade_curl_to_go() {
 }
 
 #[test]
-#[ignore = "needs HTTP/2 decoding (issue 4)"]
 fn grpc_python_unary_and_streaming() {
     let _guard = serial();
     if !can_load_ebpf() {
@@ -663,7 +659,10 @@ fn filters_show_what_users_ask_for() {
     }
     let h1 = Server::node_h1();
     let h2 = Server::node_h2();
+    // Every case watches the HTTP/1 server; `--proto http1` also watches
+    // the HTTP/2 one, whose exchange it must not show.
     let ports = format!("{},{}", h1.port, h2.port);
+    let h1_port = h1.port.to_string();
     let node_pid = h1.pid().to_string();
     type Want = fn(&Did, f64) -> bool;
     // args, the side shown, what is wanted, and the peer process named:
@@ -705,7 +704,12 @@ fn filters_show_what_users_ask_for() {
     let sniffs: Vec<Sniff> = cases
         .iter()
         .map(|(args, _, _)| {
-            let mut all = vec!["--json", "--port", &ports];
+            let port = if args.first() == Some(&"--proto") {
+                &ports
+            } else {
+                &h1_port
+            };
+            let mut all = vec!["--json", "--port", port];
             all.extend(args);
             Sniff::start(&all)
         })
@@ -801,7 +805,6 @@ fn filters_show_what_users_ask_for() {
 }
 
 #[test]
-#[ignore = "needs HTTP/2 decoding (issue 4)"]
 fn proto_filter_separates_http1_http2_and_grpc() {
     let _guard = serial();
     if !can_load_ebpf() {

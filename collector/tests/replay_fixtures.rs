@@ -230,19 +230,16 @@ fn http1_sniff_recordings_and_captures_agree() {
 }
 
 #[test]
-#[ignore = "needs HTTP/2 decoding (issue 4)"]
 fn http2_fixtures_replay_to_their_goldens() {
     replays_equal_goldens(true);
 }
 
 #[test]
-#[ignore = "needs HTTP/2 decoding (issue 4)"]
 fn http2_goldens_agree_with_the_clients() {
     goldens_agree_with_clients(true);
 }
 
 #[test]
-#[ignore = "needs HTTP/2 decoding (issue 4)"]
 fn http2_sniff_recordings_and_captures_agree() {
     sniff_and_capture_agree(true);
 }

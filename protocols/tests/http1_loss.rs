@@ -450,3 +450,56 @@ fn memory_stays_bounded() {
             .contains(protocols::record::Flags::HEADERS_TRUNCATED)
     );
 }
+
+/// Joined mid-way while the server's read of a request was in flight: the
+/// first response we see answers a request we never saw. It must come out
+/// on its own, and the next response must pair with the next request, never
+/// shifted by one.
+#[test]
+fn late_join_with_the_first_request_missed_pairs_nothing_wrongly() {
+    use protocols::conn::{Config, Connection};
+    use protocols::record::{Direction, Flags};
+    let mut c = Connection::new_late(&Config::default());
+    let mut out = Vec::new();
+    // Server's view: ingress = requests, egress = responses. Response to
+    // /a (request missed), then request /b and its response.
+    c.data(
+        Direction::Egress,
+        0,
+        10,
+        b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nA",
+        &mut out,
+    );
+    c.data(
+        Direction::Ingress,
+        0,
+        20,
+        b"GET /b HTTP/1.1\r\nHost: h\r\n\r\n",
+        &mut out,
+    );
+    c.data(
+        Direction::Egress,
+        39,
+        30,
+        b"HTTP/1.1 404 Not Found\r\nContent-Length: 1\r\n\r\nB",
+        &mut out,
+    );
+    c.close(40, &mut out);
+    let got: Vec<_> = out
+        .iter()
+        .map(|e| {
+            (
+                e.path.clone(),
+                e.status,
+                e.flags.contains(Flags::NO_REQUEST),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (String::new(), Some(200), true),
+            ("/b".to_string(), Some(404), false),
+        ]
+    );
+}

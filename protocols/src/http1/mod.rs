@@ -150,16 +150,22 @@ impl Http1 {
     /// flagged [`Flags::LATE_JOIN`].
     pub fn new(limits: Limits, late: bool) -> Self {
         let mut dirs = [Dir::new(), Dir::new()];
+        let mut stitch = Stitcher::new(limits.max_pending);
         if late {
             for d in &mut dirs {
                 d.next_flags = Flags::LATE_JOIN;
             }
+            // Requests may have been missed before we joined (a read in
+            // flight when capture began): a response that began before the
+            // first request we saw answers one of those, and is reported
+            // without a request rather than paired with the wrong one.
+            stitch.push_marker();
         }
         Http1 {
             limits,
             dirs,
             req_dir: None,
-            stitch: Stitcher::new(limits.max_pending),
+            stitch,
             switch: None,
             gap_next: None,
             stats: Http1Stats::default(),

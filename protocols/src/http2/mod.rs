@@ -1244,13 +1244,19 @@ impl Http2Conn {
         let max_stream = self
             .streams_seen_max
             .map(|m| m.saturating_add(RESYNC_STREAM_WINDOW));
+        // The very first octets captured of a direction joined mid-way
+        // begin a syscall's bytes: for a write that is a frame boundary (peers
+        // write whole frames). A chain verified from there needs no scan, so
+        // its first frame is as certain as the others and is decoded.
+        let at_capture_start = self.counters.bytes[d] == 0 && self.counters.lost_bytes == 0;
         let mut off = 0;
         while off + FRAME_HEADER_LEN <= buf.len() {
-            match chain(&buf[off..], max_len, false, max_stream) {
+            let first = at_capture_start && off == 0;
+            match chain(&buf[off..], max_len, first, max_stream) {
                 Some(true) => {
                     self.counters.resync_skipped += off as u64;
                     self.dirs[d].phase = Phase::Header;
-                    self.dirs[d].distrust_next = true;
+                    self.dirs[d].distrust_next = !first;
                     return (off, true);
                 }
                 // Wait for more octets before deciding.
