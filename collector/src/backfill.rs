@@ -11,6 +11,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use protocols::record::Direction;
+
 use crate::{
     events::{Conn, ConnKey, Event, Role},
     pipeline::MetaUpdate,
@@ -32,11 +34,18 @@ pub struct Backfill {
     dumped_at: Option<Instant>,
     owners: HashMap<u64, (u32, String)>,
     owners_at: Option<Instant>,
+    /// Processes that existed at the last walk of /proc.
+    walked: HashSet<u32>,
     /// Captured sockets by (local, remote): a peer among them needs no lookup.
     captured: HashMap<(SocketAddr, SocketAddr), ConnKey>,
     addrs: HashMap<ConnKey, (SocketAddr, SocketAddr)>,
+    /// Announced connections that have not carried bytes yet.
+    unresolved: HashMap<ConnKey, Conn>,
     /// Connections to a local address whose peer is not known yet.
     pending: Vec<(Conn, Instant)>,
+    /// Pending connections to look up again at their first bytes in the
+    /// other direction than these (see [`Backfill::on_event`]).
+    await_reply: HashMap<ConnKey, Direction>,
     pub errors: u64,
 }
 
@@ -54,9 +63,12 @@ impl Backfill {
             dumped_at: None,
             owners: HashMap::new(),
             owners_at: None,
+            walked: HashSet::new(),
             captured: HashMap::new(),
             addrs: HashMap::new(),
+            unresolved: HashMap::new(),
             pending: Vec::new(),
+            await_reply: HashMap::new(),
             errors: 0,
         }
     }
@@ -65,7 +77,10 @@ impl Backfill {
         let due = self.dumped_at.is_none_or(|t| t.elapsed() >= DUMP_EVERY);
         // A miss may re-read sooner, but never more than ten times a second:
         // a dump walks every TCP socket of the host.
-        let soon = force && self.dumped_at.is_none_or(|t| t.elapsed() >= Duration::from_millis(100));
+        let soon = force
+            && self
+                .dumped_at
+                .is_none_or(|t| t.elapsed() >= Duration::from_millis(100));
         if !(due || soon) {
             return;
         }
@@ -77,7 +92,9 @@ impl Backfill {
     }
 
     fn find(&self, local: SocketAddr, remote: SocketAddr) -> Option<&TcpSocket> {
-        self.dump.iter().find(|s| same(s.local, local) && same(s.remote, remote))
+        self.dump
+            .iter()
+            .find(|s| same(s.local, local) && same(s.remote, remote))
     }
 
     /// Metadata to add after an event: for new connections, what sock_diag
@@ -90,14 +107,47 @@ impl Backfill {
                 Vec::new()
             }
             Event::ProcExit(p) => {
-                let keys: Vec<ConnKey> =
-                    self.addrs.keys().filter(|k| k.tgid == p.key.tgid).copied().collect();
+                let keys: Vec<ConnKey> = self
+                    .addrs
+                    .keys()
+                    .filter(|k| k.tgid == p.key.tgid)
+                    .copied()
+                    .collect();
                 for k in keys {
                     self.forget(k);
                 }
                 Vec::new()
             }
-            Event::Data(_) => Vec::new(),
+            Event::Data(d) => {
+                let key = d.common.key;
+                if let Some(c) = self.unresolved.remove(&key) {
+                    // First bytes of a connection: now it is worth a lookup
+                    // (connections the kernel's protocol check rejects never
+                    // get here).
+                    let out = self.resolve(&c);
+                    if self.pending.iter().any(|(p, _)| p.common.key == key) {
+                        // No process holds the other end yet: a client
+                        // sends its request before the server has called
+                        // accept(). The answer comes after it did: look
+                        // again at the first bytes the other way, before
+                        // they are decoded, so the exchange they complete
+                        // names its peer (a tick may be too late for a
+                        // short connection).
+                        self.await_reply.insert(key, d.direction);
+                    }
+                    out
+                } else if !self.await_reply.is_empty()
+                    && self
+                        .await_reply
+                        .get(&key)
+                        .is_some_and(|&dir| dir != d.direction)
+                {
+                    self.await_reply.remove(&key);
+                    self.retry_one(key)
+                } else {
+                    Vec::new()
+                }
+            }
         }
     }
 
@@ -108,15 +158,26 @@ impl Backfill {
             self.captured.remove(&pair);
         }
         self.pending.retain(|(c, _)| c.common.key != key);
+        self.unresolved.remove(&key);
+        self.await_reply.remove(&key);
     }
 
     /// Metadata for a connection just announced by the kernel.
-    pub fn on_conn(&mut self, c: &Conn) -> Vec<MetaUpdate> {
+    fn on_conn(&mut self, c: &Conn) -> Vec<MetaUpdate> {
         let (Some(local), Some(remote)) = (c.local, c.remote) else {
             return Vec::new();
         };
         self.captured.insert((local, remote), c.common.key);
         self.addrs.insert(c.common.key, (local, remote));
+        self.unresolved.insert(c.common.key, c.clone());
+        Vec::new()
+    }
+
+    /// What sock_diag and /proc say about a connection that carries bytes.
+    pub fn resolve(&mut self, c: &Conn) -> Vec<MetaUpdate> {
+        let (Some(local), Some(remote)) = (c.local, c.remote) else {
+            return Vec::new();
+        };
         let mut out = Vec::new();
         let mut update = MetaUpdate {
             pid: c.common.key.tgid,
@@ -125,9 +186,17 @@ impl Backfill {
             ..MetaUpdate::default()
         };
         if c.role == Role::Unknown && c.sock_type == 1 {
-            // Opened before we started: ask the kernel's socket table.
-            self.refresh_dump(self.find(local, remote).is_none());
-            if let Some(s) = self.find(local, remote) {
+            // Opened before we started: ask the kernel's socket table, by
+            // the socket's inode (exact), or by its addresses.
+            let inode = procfs::socket_inode(c.common.key.tgid, c.common.key.fd);
+            let lookup = |b: &Backfill| match inode {
+                Some(i) => b.dump.iter().find(|s| s.inode as u64 == i).cloned(),
+                None => b.find(local, remote).cloned(),
+            };
+            if lookup(self).is_none() {
+                self.refresh_dump(true);
+            }
+            if let Some(s) = lookup(self) {
                 update.tcp_state = Some(s.state);
                 let listening = self.dump.iter().any(|l| {
                     l.state == TCP_LISTEN
@@ -147,6 +216,30 @@ impl Backfill {
             out.push(update);
         }
         out
+    }
+
+    /// Looks up the peer of one pending connection again.
+    fn retry_one(&mut self, key: ConnKey) -> Vec<MetaUpdate> {
+        let Some(i) = self.pending.iter().position(|(c, _)| c.common.key == key) else {
+            return Vec::new();
+        };
+        let (Some(local), Some(remote)) = (self.pending[i].0.local, self.pending[i].0.remote)
+        else {
+            return Vec::new();
+        };
+        match self.peer_of(local, remote) {
+            Some(peer) => {
+                self.pending.swap_remove(i);
+                vec![MetaUpdate {
+                    pid: key.tgid,
+                    fd: key.fd,
+                    generation: key.generation,
+                    peer: Some(peer),
+                    ..MetaUpdate::default()
+                }]
+            }
+            None => Vec::new(),
+        }
     }
 
     /// Retries peers not found yet (the other end may have been accepted a
@@ -181,22 +274,59 @@ impl Backfill {
 
     fn peer_of(&mut self, local: SocketAddr, remote: SocketAddr) -> Option<Peer> {
         self.refresh_dump(self.find(remote, local).is_none());
-        let inode = self.find(remote, local)?.inode as u64;
+        let inode = match self.find(remote, local).filter(|s| s.inode != 0) {
+            Some(s) => s.inode as u64,
+            // Newer than the last dump (dumps are rate-limited), or not
+            // accepted yet when it was taken (inode 0): ask for that one
+            // socket.
+            None => match sock_diag::find_tcp(remote, local) {
+                Ok(s) => s?.inode as u64,
+                Err(_) => {
+                    self.errors += 1;
+                    return None;
+                }
+            },
+        };
         if inode == 0 {
             return None;
         }
-        if !self.owners.contains_key(&inode)
-            && self.owners_at.is_none_or(|t| t.elapsed() >= OWNERS_EVERY)
-        {
-            self.owners = procfs::socket_owners();
-            self.owners_at = Some(Instant::now());
+        if !self.owners.contains_key(&inode) {
+            // A socket made since the last walk of /proc (the other end of
+            // a new connection). Look where it is likely and cheap first:
+            // in the processes listening on its port (a server that
+            // accepted it) and in processes started since the last walk (a
+            // new client); walk everything at most once per OWNERS_EVERY.
+            let found = self.owners_at.is_some() && {
+                let port = remote.port();
+                let mut likely: Vec<u32> = self
+                    .dump
+                    .iter()
+                    .filter(|s| s.state == TCP_LISTEN && s.local.port() == port)
+                    .filter_map(|s| self.owners.get(&(s.inode as u64)).map(|o| o.0))
+                    .collect();
+                likely.extend(
+                    procfs::pids()
+                        .into_iter()
+                        .filter(|p| !self.walked.contains(p)),
+                );
+                match procfs::socket_owner_among(likely, inode) {
+                    Some(owner) => {
+                        self.owners.insert(inode, owner);
+                        true
+                    }
+                    None => false,
+                }
+            };
+            if !found && self.owners_at.is_none_or(|t| t.elapsed() >= OWNERS_EVERY) {
+                self.walked = procfs::pids().into_iter().collect();
+                self.owners = procfs::socket_owners();
+                self.owners_at = Some(Instant::now());
+            }
         }
-        self.owners
-            .get(&inode)
-            .map(|(pid, comm)| Peer {
-                pid: *pid,
-                comm: comm.clone(),
-            })
+        self.owners.get(&inode).map(|(pid, comm)| Peer {
+            pid: *pid,
+            comm: comm.clone(),
+        })
     }
 
     fn is_local(&self, ip: IpAddr) -> bool {
@@ -242,7 +372,9 @@ fn local_ips() -> HashSet<IpAddr> {
             if family == libc::AF_INET {
                 // SAFETY: checked family.
                 let sin = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in) };
-                out.insert(IpAddr::from(u32::from_be(sin.sin_addr.s_addr).to_be_bytes()));
+                out.insert(IpAddr::from(
+                    u32::from_be(sin.sin_addr.s_addr).to_be_bytes(),
+                ));
             } else if family == libc::AF_INET6 {
                 // SAFETY: checked family.
                 let sin6 = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in6) };
@@ -261,13 +393,14 @@ mod tests {
     use super::*;
     use crate::events::Common;
     use std::net::{TcpListener, TcpStream};
+    use std::os::fd::AsRawFd;
 
-    fn conn(pid: u32, local: SocketAddr, remote: SocketAddr, role: Role) -> Conn {
+    fn conn(pid: u32, fd: i32, local: SocketAddr, remote: SocketAddr, role: Role) -> Conn {
         Conn {
             common: Common {
                 key: ConnKey {
                     tgid: pid,
-                    fd: 3,
+                    fd,
                     generation: 1,
                 },
                 tid: pid,
@@ -296,25 +429,78 @@ mod tests {
         // and the peer (the client end, uncaptured) is this very process.
         let c = conn(
             me,
+            server.as_raw_fd(),
             server.local_addr().unwrap(),
             server.peer_addr().unwrap(),
             Role::Unknown,
         );
-        let updates = b.on_conn(&c);
+        assert!(
+            b.on_event(&Event::Conn(c.clone())).is_empty(),
+            "nothing before bytes"
+        );
+        let updates = b.resolve(&c);
         assert_eq!(updates.len(), 1);
         let u = &updates[0];
         assert_eq!(u.role.as_deref(), Some("server"));
-        assert_eq!(u.tcp_state, Some(sock_diag::TCP_ESTABLISHED));
+        assert_eq!(
+            u.tcp_state.map(sock_diag::tcp_state_name),
+            Some("ESTABLISHED")
+        );
         assert_eq!(u.peer.as_ref().map(|p| p.pid), Some(me));
         // The client end: its peer (the server end) is captured now, so no
         // lookup is needed and none is reported.
         let c2 = conn(
             me,
+            client.as_raw_fd(),
             client.local_addr().unwrap(),
             client.peer_addr().unwrap(),
             Role::Client,
         );
-        assert!(b.on_conn(&c2).is_empty());
+        b.on_event(&Event::Conn(c2.clone()));
+        assert!(b.resolve(&c2).is_empty());
+    }
+
+    fn data(c: &Conn, direction: Direction) -> Event<'static> {
+        Event::Data(crate::events::Data {
+            common: c.common.clone(),
+            enter_ns: 0,
+            syscall: None,
+            direction,
+            pos: 0,
+            syscall_len: 1,
+            chunk_offset: 0,
+            last: true,
+            truncated: false,
+            read_failed: false,
+            payload: b"x",
+        })
+    }
+
+    #[test]
+    fn a_peer_not_accepted_yet_is_found_at_the_reply() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let me = std::process::id();
+        let c = conn(
+            me,
+            client.as_raw_fd(),
+            client.local_addr().unwrap(),
+            client.peer_addr().unwrap(),
+            Role::Client,
+        );
+        let mut b = Backfill::new();
+        assert!(b.on_event(&Event::Conn(c.clone())).is_empty());
+        // The request goes out before the server accepts: nobody holds
+        // the other end yet.
+        assert!(b.on_event(&data(&c, Direction::Egress)).is_empty());
+        // More of the request: nothing new to look up.
+        assert!(b.on_event(&data(&c, Direction::Egress)).is_empty());
+        let (_server, _) = listener.accept().unwrap();
+        // The answer: the server accepted first, and is found now.
+        let updates = b.on_event(&data(&c, Direction::Ingress));
+        assert_eq!(updates.len(), 1, "{updates:?}");
+        assert_eq!(updates[0].peer.as_ref().map(|p| p.pid), Some(me));
+        assert!(b.pending.is_empty() && b.await_reply.is_empty());
     }
 
     #[test]

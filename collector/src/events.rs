@@ -4,8 +4,8 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use probe_common::{
-    CloseEvent, ConnEvent, DATA_LAST, DATA_READ_FAILED, DATA_TRUNCATED, DIR_EGRESS, DataEvent,
-    EventHeader, EventKind, ProcExitEvent, ROLE_CLIENT, ROLE_SERVER, Syscall,
+    COMM_LEN, CloseEvent, ConnEvent, DATA_LAST, DATA_READ_FAILED, DATA_TRUNCATED, DIR_EGRESS,
+    DataEvent, EventHeader, EventKind, ProcExitEvent, ROLE_CLIENT, ROLE_SERVER, Syscall,
 };
 use protocols::record::Direction;
 
@@ -27,12 +27,62 @@ pub struct ConnKey {
     pub generation: u64,
 }
 
+/// A process name as the kernel keeps it (up to 15 bytes), without
+/// allocating: events carry one each.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Comm {
+    bytes: [u8; COMM_LEN],
+    len: u8,
+}
+
+impl Comm {
+    pub fn new(raw: &[u8]) -> Comm {
+        let raw = &raw[..raw.len().min(COMM_LEN)];
+        let len = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
+        let mut bytes = [0u8; COMM_LEN];
+        bytes[..len].copy_from_slice(&raw[..len]);
+        Comm {
+            bytes,
+            len: len as u8,
+        }
+    }
+
+    /// The name; bytes that are not UTF-8 (rare) show as `?`.
+    pub fn as_str(&self) -> std::borrow::Cow<'_, str> {
+        String::from_utf8_lossy(&self.bytes[..self.len as usize])
+    }
+}
+
+impl From<&str> for Comm {
+    fn from(s: &str) -> Comm {
+        Comm::new(s.as_bytes())
+    }
+}
+
+impl std::fmt::Display for Comm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.as_str())
+    }
+}
+
+impl std::fmt::Debug for Comm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.as_str())
+    }
+}
+
+impl serde::Serialize for Comm {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.as_str())
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Common {
     pub key: ConnKey,
     pub tid: u32,
     pub ts_ns: u64,
-    pub comm: String,
+    pub comm: Comm,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -130,7 +180,6 @@ fn read<T: Copy>(buf: &[u8]) -> Result<T, EventError> {
 }
 
 fn common(h: &EventHeader) -> Common {
-    let end = h.comm.iter().position(|&b| b == 0).unwrap_or(h.comm.len());
     Common {
         key: ConnKey {
             tgid: h.tgid,
@@ -139,7 +188,7 @@ fn common(h: &EventHeader) -> Common {
         },
         tid: h.tid,
         ts_ns: h.ts_ns,
-        comm: String::from_utf8_lossy(&h.comm[..end]).into_owned(),
+        comm: Comm::new(&h.comm),
     }
 }
 
@@ -222,7 +271,6 @@ pub fn parse(buf: &[u8]) -> Result<Event<'_>, EventError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use probe_common::COMM_LEN;
 
     fn header(kind: EventKind) -> EventHeader {
         let mut comm = [0u8; COMM_LEN];
@@ -262,7 +310,7 @@ mod tests {
             panic!("not data")
         };
         assert_eq!(d.payload, b"hello");
-        assert_eq!(d.common.comm, "curl");
+        assert_eq!(d.common.comm.as_str(), "curl");
         assert_eq!(d.common.key.generation, 99);
         assert_eq!(d.direction, Direction::Egress);
         assert_eq!(d.missing_after(), 5);

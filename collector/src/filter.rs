@@ -87,7 +87,10 @@ impl StatusMatch {
         let mut ranges = Vec::new();
         for part in s.split(',').map(str::trim) {
             let range = if let Some((a, b)) = part.split_once('-') {
-                (a.trim().parse().map_err(|_| bad())?, b.trim().parse().map_err(|_| bad())?)
+                (
+                    a.trim().parse().map_err(|_| bad())?,
+                    b.trim().parse().map_err(|_| bad())?,
+                )
             } else if part.len() == 3 && part[1..].eq_ignore_ascii_case("xx") {
                 let d = part[..1].parse::<u16>().map_err(|_| bad())?;
                 if !(1..=5).contains(&d) {
@@ -167,7 +170,12 @@ impl Filters {
         if !proto_ok {
             return false;
         }
-        if !self.methods.is_empty() && !self.methods.iter().any(|m| m.eq_ignore_ascii_case(&ex.method)) {
+        if !self.methods.is_empty()
+            && !self
+                .methods
+                .iter()
+                .any(|m| m.eq_ignore_ascii_case(&ex.method))
+        {
             return false;
         }
         if let Some(p) = &self.path
@@ -270,7 +278,10 @@ mod tests {
         f.path = Some(PathMatch::parse("/api").unwrap());
         f.status = Some(StatusMatch::parse("2xx").unwrap());
         assert!(f.matches(&ex("POST", "/api/users/7", Some(201))));
-        assert!(!f.matches(&ex("POST", "/api/users/7", None)), "no response, no status match");
+        assert!(
+            !f.matches(&ex("POST", "/api/users/7", None)),
+            "no response, no status match"
+        );
         f.min_latency = Some(Duration::from_millis(10));
         assert!(!f.matches(&ex("POST", "/api/x", Some(200))), "5 ms < 10 ms");
         f.min_latency = Some(Duration::from_millis(5));

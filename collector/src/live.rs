@@ -18,7 +18,7 @@ use serde_json::json;
 
 use crate::{
     backfill::Backfill,
-    events::Event,
+    events::{ConnKey, Event},
     filter::Filters,
     loader::KernelStats,
     pipeline::{Input, Pipeline},
@@ -57,9 +57,19 @@ impl<W: Write> HttpSink<W> {
 
 impl<W: Write> Sink for HttpSink<W> {
     fn event(&mut self, _raw: &[u8], ev: &Event<'_>) -> io::Result<()> {
-        self.pipeline.input(&Input::Event(ev))?;
-        for m in self.backfill.on_event(ev) {
-            self.pipeline.input(&Input::Meta(&m))?;
+        let metas = self.backfill.on_event(ev);
+        // Metadata for a connection's first bytes goes in before them, so the
+        // exchanges they complete already name the peer; anything else
+        // follows the event that announced the connection.
+        let data = matches!(ev, Event::Data(_));
+        if !data {
+            self.pipeline.input(&Input::Event(ev))?;
+        }
+        for m in &metas {
+            self.pipeline.input(&Input::Meta(m))?;
+        }
+        if data {
+            self.pipeline.input(&Input::Event(ev))?;
         }
         Ok(())
     }
@@ -97,6 +107,7 @@ impl<W: Write> Sink for HttpSink<W> {
             "exchanges": p.exchanges,
             "shown": p.shown,
             "duplicates": p.duplicates,
+            "folded_connections": p.folded,
             "lossy_exchanges": p.lossy,
             "lost_bytes": p.lost_bytes,
         });
@@ -110,6 +121,10 @@ impl<W: Write> Sink for HttpSink<W> {
         self.pipeline.finish(monotonic_ns())
     }
 
+    fn muted(&mut self) -> Vec<ConnKey> {
+        self.pipeline.take_muted()
+    }
+
     fn summary(&self) -> Option<String> {
         let p = self.pipeline.stats();
         Some(format!(
@@ -117,8 +132,11 @@ impl<W: Write> Sink for HttpSink<W> {
             p.shown,
             p.exchanges,
             p.http_connections,
-            if p.duplicates > 0 {
-                format!(", {} server-side duplicates folded", p.duplicates)
+            if p.folded > 0 {
+                format!(
+                    ", {} connections decoded at their client end only",
+                    p.folded
+                )
             } else {
                 String::new()
             },
@@ -140,7 +158,11 @@ pub struct RecordSink {
 }
 
 impl RecordSink {
-    pub fn new(writer: recording::Writer<File>, max_bytes: Option<u64>, stop: Arc<AtomicBool>) -> Self {
+    pub fn new(
+        writer: recording::Writer<File>,
+        max_bytes: Option<u64>,
+        stop: Arc<AtomicBool>,
+    ) -> Self {
         RecordSink {
             writer,
             backfill: Backfill::new(),
@@ -160,9 +182,16 @@ impl Sink for RecordSink {
             self.stop.store(true, Ordering::Relaxed);
             return Ok(());
         }
-        self.writer.event(raw)?;
-        for m in self.backfill.on_event(ev) {
-            self.writer.meta(&m)?;
+        let metas = self.backfill.on_event(ev);
+        let data = matches!(ev, Event::Data(_));
+        if !data {
+            self.writer.event(raw)?;
+        }
+        for m in &metas {
+            self.writer.meta(m)?;
+        }
+        if data {
+            self.writer.event(raw)?;
         }
         Ok(())
     }

@@ -342,6 +342,23 @@ impl Probes {
             .count()
     }
 
+    /// Tells the kernel to send no more bytes of one connection (its close
+    /// is still reported). A no-op if the fd now refers to another socket or
+    /// is gone.
+    pub fn mute(&mut self, key: crate::events::ConnKey) {
+        let k = ConnKey {
+            tgid: key.tgid,
+            fd: key.fd,
+        };
+        if let Ok(mut state) = self.conns.get(&k, 0)
+            && state.generation == key.generation
+        {
+            state.flags |= probe_common::CONN_MUTED;
+            // BPF_EXIST: only if still there.
+            let _ = self.conns.insert(&k, &state, 2);
+        }
+    }
+
     /// Waits until the ring buffer has data or `timeout` passes.
     pub fn wait(&self, timeout: Duration) {
         use std::os::fd::AsRawFd as _;

@@ -187,9 +187,14 @@ struct ViewArgs {
     #[arg(long, value_name = "SIDE", value_parser = parse_side)]
     side: Option<protocols::record::Side>,
 
-    /// Print request and response headers (and body previews).
+    /// Print request and response headers.
     #[arg(short = 'H', long)]
     headers: bool,
+
+    /// Include the first bytes of bodies (text: escaped; --json: base64
+    /// fields req_body_b64 / resp_body_b64).
+    #[arg(short = 'B', long)]
+    bodies: bool,
 
     /// Show header values that are redacted by default.
     #[arg(long)]
@@ -228,6 +233,7 @@ impl ViewArgs {
             json: self.json,
             color: color && !self.json,
             headers: self.headers,
+            bodies: self.bodies,
             redact: Redactor::new(!self.show_secrets, &self.redact),
             clock_offset_ns,
         })

@@ -8,10 +8,11 @@
 //! (event timestamps and [`Input::Tick`]), metadata from [`Input::Meta`].
 
 use std::{
-    collections::HashMap,
     io::{self, Write},
     net::SocketAddr,
 };
+
+use rustc_hash::FxHashMap;
 
 use protocols::{
     conn::{Config as ConnConfig, Connection, Detected},
@@ -20,7 +21,7 @@ use protocols::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    events::{ConnKey, Event},
+    events::{ConnKey, Event, Role},
     filter::Filters,
     render::{ConnMeta, Peer, Renderer},
 };
@@ -68,6 +69,11 @@ struct Tracked {
     /// The other end is captured too (it reports the exchanges; see
     /// [`Pipeline::both_sides`]).
     peer_traced: bool,
+    /// It came from accept(): with `peer_traced`, the client end reports
+    /// every exchange, so this end's bytes need no decoding.
+    accepted: bool,
+    /// Reported through [`Pipeline::take_muted`] already.
+    muted: bool,
     last_ns: u64,
     flushed: bool,
 }
@@ -81,6 +87,9 @@ pub struct PipelineStats {
     pub shown: u64,
     /// Server-side views of exchanges whose client side was also captured.
     pub duplicates: u64,
+    /// Accepted connections not decoded because their client end was
+    /// captured too (it reports the exchanges).
+    pub folded: u64,
     /// Exchanges flagged gap/truncated.
     pub lossy: u64,
     /// Bytes lost inside HTTP connections.
@@ -88,10 +97,10 @@ pub struct PipelineStats {
 }
 
 pub struct Pipeline<W: Write> {
-    conns: HashMap<ConnKey, Tracked>,
+    conns: FxHashMap<ConnKey, Tracked>,
     /// (local, remote) of captured sockets, to pair the two ends of a
     /// connection on this host.
-    by_addr: HashMap<(SocketAddr, SocketAddr), ConnKey>,
+    by_addr: FxHashMap<(SocketAddr, SocketAddr), ConnKey>,
     config: ConnConfig,
     filters: Filters,
     renderer: Renderer,
@@ -101,14 +110,17 @@ pub struct Pipeline<W: Write> {
     pub both_sides: bool,
     scratch: Vec<Exchange>,
     stats: PipelineStats,
+    /// Connections whose bytes are no longer needed (folded server ends,
+    /// not HTTP): the live capture tells the kernel to stop sending them.
+    mute: Vec<ConnKey>,
 }
 
 impl<W: Write> Pipeline<W> {
     pub fn new(config: ConnConfig, filters: Filters, renderer: Renderer, out: W) -> Self {
         let both_sides = filters.side.is_some();
         Pipeline {
-            conns: HashMap::new(),
-            by_addr: HashMap::new(),
+            conns: FxHashMap::default(),
+            by_addr: FxHashMap::default(),
             config,
             filters,
             renderer,
@@ -116,20 +128,17 @@ impl<W: Write> Pipeline<W> {
             both_sides,
             scratch: Vec::new(),
             stats: PipelineStats::default(),
+            mute: Vec::new(),
         }
+    }
+
+    /// Connections found not worth capturing since the last call.
+    pub fn take_muted(&mut self) -> Vec<ConnKey> {
+        std::mem::take(&mut self.mute)
     }
 
     pub fn stats(&self) -> PipelineStats {
         self.stats
-    }
-
-    pub fn renderer_mut(&mut self) -> &mut Renderer {
-        &mut self.renderer
-    }
-
-    /// Connections being tracked now.
-    pub fn open_connections(&self) -> usize {
-        self.conns.len()
     }
 
     pub fn input(&mut self, input: &Input<'_>) -> io::Result<()> {
@@ -155,10 +164,16 @@ impl<W: Write> Pipeline<W> {
                 let key = c.common.key;
                 let meta = ConnMeta {
                     key,
-                    comm: c.common.comm.clone(),
+                    comm: c.common.comm.to_string(),
                     local: c.local,
                     remote: c.remote,
                     peer: None,
+                    role: match c.role {
+                        Role::Client => Some("client".to_string()),
+                        Role::Server => Some("server".to_string()),
+                        Role::Unknown => None,
+                    },
+                    tcp_state: None,
                 };
                 if let Some(old) = self.conns.remove(&key) {
                     // Announced again (e.g. a UDP socket connected anew):
@@ -166,6 +181,14 @@ impl<W: Write> Pipeline<W> {
                     self.finish_conn(key, old, c.common.ts_ns)?;
                 }
                 self.track(key, meta, late, c.common.ts_ns);
+                if c.role == Role::Server
+                    && let Some(t) = self.conns.get_mut(&key)
+                {
+                    t.accepted = true;
+                    if t.peer_traced && !self.both_sides {
+                        self.mute.push(key);
+                    }
+                }
                 Ok(())
             }
             Event::Data(d) => {
@@ -175,16 +198,25 @@ impl<W: Write> Pipeline<W> {
                     // as joined mid-way, addresses unknown.
                     let meta = ConnMeta {
                         key,
-                        comm: d.common.comm.clone(),
+                        comm: d.common.comm.to_string(),
                         local: None,
                         remote: None,
                         peer: None,
+                        role: None,
+                        tcp_state: None,
                     };
                     self.track(key, meta, true, d.common.ts_ns);
                 }
+                let both_sides = self.both_sides;
                 let Some(t) = self.conns.get_mut(&key) else {
                     return Ok(());
                 };
+                if t.accepted && t.peer_traced && !both_sides {
+                    // The client end of this connection is captured and
+                    // reports its exchanges: decoding this end too would
+                    // only produce the same exchanges again.
+                    return Ok(());
+                }
                 t.last_ns = d.common.ts_ns;
                 t.flushed = false;
                 let mut out = std::mem::take(&mut self.scratch);
@@ -196,6 +228,10 @@ impl<W: Write> Pipeline<W> {
                 if missing > 0 {
                     let at = d.pos + d.payload.len() as u64;
                     t.parser.lost(d.direction, at, missing, &mut out);
+                }
+                if t.parser.detected() == Detected::NotHttp && !t.muted {
+                    t.muted = true;
+                    self.mute.push(key);
                 }
                 let r = self.emit(key, &mut out);
                 self.scratch = out;
@@ -235,6 +271,8 @@ impl<W: Write> Pipeline<W> {
             meta,
             parser,
             peer_traced: false,
+            accepted: false,
+            muted: false,
             last_ns: now,
             flushed: true,
         };
@@ -249,6 +287,10 @@ impl<W: Write> Pipeline<W> {
                     comm: t.meta.comm.clone(),
                 });
                 o.peer_traced = true;
+                if o.accepted && !self.both_sides && !o.muted {
+                    o.muted = true;
+                    self.mute.push(other);
+                }
                 t.meta.peer = Some(Peer {
                     pid: other.tgid,
                     comm: o.meta.comm.clone(),
@@ -261,11 +303,19 @@ impl<W: Write> Pipeline<W> {
     }
 
     fn meta(&mut self, m: &MetaUpdate) {
-        if let Some(t) = self.conns.get_mut(&m.key())
-            && let Some(peer) = &m.peer
+        let Some(t) = self.conns.get_mut(&m.key()) else {
+            return;
+        };
+        if let Some(peer) = &m.peer
             && !t.peer_traced
         {
             t.meta.peer = Some(peer.clone());
+        }
+        if m.role.is_some() {
+            t.meta.role = m.role.clone();
+        }
+        if m.tcp_state.is_some() {
+            t.meta.tcp_state = m.tcp_state;
         }
     }
 
@@ -293,6 +343,9 @@ impl<W: Write> Pipeline<W> {
 
     fn finish_conn(&mut self, key: ConnKey, mut t: Tracked, ts: u64) -> io::Result<()> {
         let mut out = std::mem::take(&mut self.scratch);
+        if t.accepted && t.peer_traced && !self.both_sides {
+            self.stats.folded += 1;
+        }
         t.parser.close(ts, &mut out);
         let s = t.parser.stats();
         if matches!(t.parser.detected(), Detected::Http1 | Detected::Http2) {
@@ -363,5 +416,262 @@ impl<W: Write> Pipeline<W> {
     /// Writes a line that is not an exchange (a stats object) in order.
     pub fn write_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.out.write_all(bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        events::{Close, Comm, Common, Conn, Data},
+        render::Redactor,
+    };
+    use probe_common::Syscall;
+    use protocols::record::Direction;
+
+    fn key(pid: u32, fd: i32) -> ConnKey {
+        ConnKey {
+            tgid: pid,
+            fd,
+            generation: 7,
+        }
+    }
+
+    fn common(k: ConnKey, comm: &str, ts: u64) -> Common {
+        Common {
+            key: k,
+            tid: k.tgid,
+            ts_ns: ts,
+            comm: Comm::from(comm),
+        }
+    }
+
+    fn conn(k: ConnKey, comm: &str, local: &str, remote: &str, role: Role) -> Event<'static> {
+        Event::Conn(Conn {
+            common: common(k, comm, 1),
+            family: 2,
+            sock_type: 1,
+            role,
+            tcp_state: 1,
+            syscall: Some(match role {
+                Role::Server => Syscall::Accept4,
+                _ => Syscall::Connect,
+            }),
+            ret: 0,
+            local: Some(local.parse().unwrap()),
+            remote: Some(remote.parse().unwrap()),
+        })
+    }
+
+    fn data<'a>(k: ConnKey, dir: Direction, pos: u64, ts: u64, bytes: &'a [u8]) -> Event<'a> {
+        Event::Data(Data {
+            common: common(k, "x", ts),
+            enter_ns: ts,
+            syscall: Some(Syscall::Write),
+            direction: dir,
+            pos,
+            syscall_len: bytes.len() as u32,
+            chunk_offset: 0,
+            last: true,
+            truncated: false,
+            read_failed: false,
+            payload: bytes,
+        })
+    }
+
+    fn pipeline(filters: Filters) -> Pipeline<Vec<u8>> {
+        let renderer = Renderer {
+            json: true,
+            color: false,
+            headers: false,
+            bodies: false,
+            redact: Redactor::new(true, &[]),
+            clock_offset_ns: 0,
+        };
+        Pipeline::new(ConnConfig::default(), filters, renderer, Vec::new())
+    }
+
+    fn shown(p: &Pipeline<Vec<u8>>) -> Vec<serde_json::Value> {
+        p.out
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).unwrap())
+            .collect()
+    }
+
+    const REQ: &[u8] = b"GET /a HTTP/1.1\r\nHost: h\r\n\r\n";
+    const RESP: &[u8] = b"HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\nno";
+
+    /// Both ends on this host: one report, from the client, naming the server;
+    /// the server end is handed back to be muted and is never decoded.
+    #[test]
+    fn both_ends_captured_report_once_from_the_client() {
+        let mut p = pipeline(Filters::default());
+        let (c, s) = (key(10, 3), key(20, 4));
+        p.input(&Input::Event(&conn(
+            s,
+            "nginx",
+            "127.0.0.1:80",
+            "127.0.0.1:5000",
+            Role::Server,
+        )))
+        .unwrap();
+        p.input(&Input::Event(&conn(
+            c,
+            "curl",
+            "127.0.0.1:5000",
+            "127.0.0.1:80",
+            Role::Client,
+        )))
+        .unwrap();
+        assert_eq!(p.take_muted(), vec![s]);
+        for ev in [
+            data(c, Direction::Egress, 0, 10, REQ),
+            data(s, Direction::Ingress, 0, 11, REQ),
+            data(s, Direction::Egress, 0, 12, RESP),
+            data(c, Direction::Ingress, 0, 13, RESP),
+        ] {
+            p.input(&Input::Event(&ev)).unwrap();
+        }
+        let out = shown(&p);
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(out[0]["comm"], "curl");
+        assert_eq!(out[0]["side"], "client");
+        assert_eq!(out[0]["status"], 404);
+        assert_eq!(out[0]["peer"]["comm"], "nginx");
+        assert_eq!(out[0]["latency_ns"], 3);
+        // --side server: the server's own view instead.
+        let mut p = pipeline(Filters {
+            side: Some(Side::Server),
+            ..Filters::default()
+        });
+        p.input(&Input::Event(&conn(
+            s,
+            "nginx",
+            "127.0.0.1:80",
+            "127.0.0.1:5000",
+            Role::Server,
+        )))
+        .unwrap();
+        p.input(&Input::Event(&conn(
+            c,
+            "curl",
+            "127.0.0.1:5000",
+            "127.0.0.1:80",
+            Role::Client,
+        )))
+        .unwrap();
+        assert!(p.take_muted().is_empty());
+        for ev in [
+            data(c, Direction::Egress, 0, 10, REQ),
+            data(s, Direction::Ingress, 0, 11, REQ),
+            data(s, Direction::Egress, 0, 12, RESP),
+            data(c, Direction::Ingress, 0, 13, RESP),
+        ] {
+            p.input(&Input::Event(&ev)).unwrap();
+        }
+        let out = shown(&p);
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(out[0]["comm"], "nginx");
+        assert_eq!(out[0]["side"], "server");
+        assert_eq!(out[0]["peer"]["comm"], "curl");
+    }
+
+    /// A request without an answer is reported at close, flagged.
+    #[test]
+    fn unanswered_request_is_reported_at_close() {
+        let mut p = pipeline(Filters::default());
+        let c = key(10, 3);
+        p.input(&Input::Event(&conn(
+            c,
+            "curl",
+            "10.0.0.1:5000",
+            "10.0.0.2:80",
+            Role::Client,
+        )))
+        .unwrap();
+        p.input(&Input::Event(&data(c, Direction::Egress, 0, 10, REQ)))
+            .unwrap();
+        assert!(shown(&p).is_empty());
+        let close = Event::Close(Close {
+            common: common(c, "curl", 20),
+            egress_bytes: REQ.len() as u64,
+            ingress_bytes: 0,
+        });
+        p.input(&Input::Event(&close)).unwrap();
+        let out = shown(&p);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0]["status"], serde_json::Value::Null);
+        assert_eq!(out[0]["flags"][0], "incomplete");
+        assert_eq!(p.stats().http_connections, 1);
+    }
+
+    /// Back-filled metadata lands on the connection; filters apply.
+    #[test]
+    fn metadata_and_filters() {
+        let mut p = pipeline(Filters {
+            status: Some(crate::filter::StatusMatch::parse("2xx").unwrap()),
+            ..Filters::default()
+        });
+        let c = key(10, 3);
+        p.input(&Input::Event(&conn(
+            c,
+            "curl",
+            "127.0.0.1:5000",
+            "127.0.0.1:80",
+            Role::Client,
+        )))
+        .unwrap();
+        let m = MetaUpdate {
+            pid: 10,
+            fd: 3,
+            generation: 7,
+            peer: Some(Peer {
+                pid: 99,
+                comm: "nginx".into(),
+            }),
+            ..MetaUpdate::default()
+        };
+        p.input(&Input::Meta(&m)).unwrap();
+        let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+        let mut pos = [0u64; 2];
+        for (req, resp) in [(REQ, RESP), (REQ, &ok[..])] {
+            p.input(&Input::Event(&data(c, Direction::Egress, pos[0], 10, req)))
+                .unwrap();
+            p.input(&Input::Event(&data(
+                c,
+                Direction::Ingress,
+                pos[1],
+                11,
+                resp,
+            )))
+            .unwrap();
+            pos[0] += req.len() as u64;
+            pos[1] += resp.len() as u64;
+        }
+        let out = shown(&p);
+        assert_eq!(out.len(), 1, "only the 200 passes --status 2xx: {out:?}");
+        assert_eq!(out[0]["peer"]["pid"], 99);
+        assert_eq!(p.stats().exchanges, 2);
+    }
+
+    /// Not HTTP: handed back to be muted in the kernel.
+    #[test]
+    fn not_http_is_muted() {
+        let mut p = pipeline(Filters::default());
+        let c = key(10, 3);
+        p.input(&Input::Event(&conn(
+            c,
+            "psql",
+            "127.0.0.1:5000",
+            "127.0.0.1:5432",
+            Role::Client,
+        )))
+        .unwrap();
+        let junk = [0x51u8; 200];
+        p.input(&Input::Event(&data(c, Direction::Egress, 0, 10, &junk)))
+            .unwrap();
+        assert_eq!(p.take_muted(), vec![c]);
+        assert!(shown(&p).is_empty());
     }
 }

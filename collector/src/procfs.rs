@@ -10,13 +10,49 @@ pub fn socket_inode(pid: u32, fd: i32) -> Option<u64> {
 }
 
 fn parse_socket_link(link: &str) -> Option<u64> {
-    link.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
+    link.strip_prefix("socket:[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
 }
 
 /// A process's name as the kernel keeps it (`/proc/PID/comm`).
 pub fn comm(pid: u32) -> Option<String> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
     Some(s.trim_end_matches('\n').to_string())
+}
+
+/// Every process on the host.
+pub fn pids() -> Vec<u32> {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    procs
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse().ok()))
+        .collect()
+}
+
+/// Which of `pids` holds socket `inode` (and its name): reads only their
+/// fd tables.
+pub fn socket_owner_among(
+    pids: impl IntoIterator<Item = u32>,
+    inode: u64,
+) -> Option<(u32, String)> {
+    for pid in pids {
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            let found = std::fs::read_link(fd.path())
+                .ok()
+                .and_then(|l| l.to_str().and_then(parse_socket_link));
+            if found == Some(inode) {
+                return Some((pid, comm(pid).unwrap_or_default()));
+            }
+        }
+    }
+    None
 }
 
 /// Which process holds each socket inode on the host. Walks every
@@ -27,7 +63,11 @@ pub fn socket_owners() -> HashMap<u64, (u32, String)> {
         return out;
     };
     for entry in procs.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
             continue;
         };
         let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
@@ -68,5 +108,11 @@ mod tests {
         let owners = socket_owners();
         assert_eq!(owners.get(&inode).map(|o| o.0), Some(me));
         assert!(comm(me).is_some());
+        assert!(pids().contains(&me));
+        assert_eq!(
+            socket_owner_among([1, me], inode),
+            Some((me, comm(me).unwrap()))
+        );
+        assert_eq!(socket_owner_among([1], inode), None);
     }
 }

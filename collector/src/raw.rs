@@ -8,11 +8,11 @@ use protocols::record::Direction;
 use serde_json::json;
 
 use crate::{
-    session::Sink,
     clock::Clock,
     events::{AF_INET, AF_INET6, AF_UNIX, Conn, Data, Event},
     format::{bytes_human, preview},
     loader::KernelStats,
+    session::Sink,
 };
 
 pub struct RawPrinter<W: Write> {

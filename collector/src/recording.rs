@@ -118,7 +118,9 @@ pub struct Reader<R: Read> {
 impl<R: Read> Reader<R> {
     pub fn new(mut input: R) -> Result<Reader<R>, RecordingError> {
         let mut fixed = [0u8; 16];
-        input.read_exact(&mut fixed).map_err(|_| RecordingError::Magic)?;
+        input
+            .read_exact(&mut fixed)
+            .map_err(|_| RecordingError::Magic)?;
         if &fixed[..8] != MAGIC {
             return Err(RecordingError::Magic);
         }
@@ -134,7 +136,8 @@ impl<R: Read> Reader<R> {
         input
             .read_exact(&mut json)
             .map_err(|e| RecordingError::Header(e.to_string()))?;
-        let header = serde_json::from_slice(&json).map_err(|e| RecordingError::Header(e.to_string()))?;
+        let header =
+            serde_json::from_slice(&json).map_err(|e| RecordingError::Header(e.to_string()))?;
         Ok(Reader {
             input,
             offset: 16 + len as u64,
@@ -233,7 +236,10 @@ mod tests {
         }
         let mut r = Reader::new(&buf[..]).unwrap();
         assert_eq!(r.header, header());
-        assert_eq!(r.next_record().unwrap(), Some(Record::Event(b"raw-bytes".to_vec())));
+        assert_eq!(
+            r.next_record().unwrap(),
+            Some(Record::Event(b"raw-bytes".to_vec()))
+        );
         assert_eq!(r.next_record().unwrap(), Some(Record::Meta(meta)));
         assert_eq!(r.next_record().unwrap(), Some(Record::Tick(42)));
         assert_eq!(r.next_record().unwrap(), None);
@@ -250,16 +256,25 @@ mod tests {
 
     #[test]
     fn garbage_is_a_clear_error() {
-        assert!(matches!(Reader::new(&b"GIF89a........"[..]), Err(RecordingError::Magic)));
+        assert!(matches!(
+            Reader::new(&b"GIF89a........"[..]),
+            Err(RecordingError::Magic)
+        ));
         let mut v = MAGIC.to_vec();
         v.extend_from_slice(&7u32.to_le_bytes());
         v.extend_from_slice(&0u32.to_le_bytes());
-        assert!(matches!(Reader::new(&v[..]), Err(RecordingError::Version(7))));
+        assert!(matches!(
+            Reader::new(&v[..]),
+            Err(RecordingError::Version(7))
+        ));
         let mut buf = Vec::new();
         Writer::new(&mut buf, &header()).unwrap().flush().unwrap();
         let mut w = buf.clone();
         w.extend_from_slice(&[9, 1, 0, 0, 0, 0]);
         let mut r = Reader::new(&w[..]).unwrap();
-        assert!(matches!(r.next_record(), Err(RecordingError::Corrupt { .. })));
+        assert!(matches!(
+            r.next_record(),
+            Err(RecordingError::Corrupt { .. })
+        ));
     }
 }

@@ -19,7 +19,7 @@ use crate::{
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// The process at the other end of a connection, when it is on this host.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Peer {
     pub pid: u32,
     pub comm: String,
@@ -34,10 +34,20 @@ pub struct ConnMeta {
     pub local: Option<SocketAddr>,
     pub remote: Option<SocketAddr>,
     pub peer: Option<Peer>,
+    /// `client` (it called connect) or `server` (it accepted), from the
+    /// syscalls, or from sock_diag for connections that predate capture.
+    pub role: Option<String>,
+    /// TCP state from sock_diag, for connections that predate capture.
+    pub tcp_state: Option<u8>,
 }
 
 /// Header names whose values are hidden unless `--show-secrets`.
-pub const DEFAULT_SECRETS: &[&str] = &["authorization", "proxy-authorization", "cookie", "set-cookie"];
+pub const DEFAULT_SECRETS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+];
 
 #[derive(Clone, Debug)]
 pub struct Redactor {
@@ -60,7 +70,9 @@ impl Redactor {
     }
 
     fn is_secret(&self, name: &[u8]) -> bool {
-        self.names.iter().any(|n| n.as_bytes().eq_ignore_ascii_case(name))
+        self.names
+            .iter()
+            .any(|n| n.as_bytes().eq_ignore_ascii_case(name))
     }
 
     /// The value to show for a header. An auth scheme (`Bearer`, `Basic`)
@@ -73,7 +85,10 @@ impl Redactor {
             || name.eq_ignore_ascii_case(b"proxy-authorization");
         if is_auth && let Some(sp) = value.iter().position(|&b| b == b' ') {
             let scheme = String::from_utf8_lossy(&value[..sp]);
-            return Cow::Owned(format!("{scheme} <redacted {} bytes>", value.len() - sp - 1));
+            return Cow::Owned(format!(
+                "{scheme} <redacted {} bytes>",
+                value.len() - sp - 1
+            ));
         }
         Cow::Owned(format!("<redacted {} bytes>", value.len()))
     }
@@ -90,6 +105,9 @@ pub struct Renderer {
     pub color: bool,
     /// Print request and response headers in the human block.
     pub headers: bool,
+    /// Include body previews (human block; `req_body_b64`/`resp_body_b64`
+    /// in JSON).
+    pub bodies: bool,
     pub redact: Redactor,
     /// Added to capture-clock timestamps to get Unix time (ns).
     pub clock_offset_ns: i128,
@@ -130,6 +148,8 @@ impl Renderer {
             local: meta.local.map(|a| a.to_string()),
             remote: meta.remote.map(|a| a.to_string()),
             peer: meta.peer.as_ref(),
+            conn_role: meta.role.as_deref(),
+            tcp_state: meta.tcp_state.map(crate::sock_diag::tcp_state_name),
             stream_id: ex.stream_id,
             method: &ex.method,
             path: &ex.path,
@@ -141,13 +161,21 @@ impl Renderer {
             grpc_status: ex.grpc.as_ref().and_then(|g| g.status),
             grpc: ex.grpc.as_ref().map(GrpcJson::from),
             req_headers: self.redact.headers(&ex.request.headers),
-            resp_headers: resp.map(|r| self.redact.headers(&r.headers)).unwrap_or_default(),
+            resp_headers: resp
+                .map(|r| self.redact.headers(&r.headers))
+                .unwrap_or_default(),
             req_trailers: self.redact.headers(&ex.request.trailers),
-            resp_trailers: resp.map(|r| self.redact.headers(&r.trailers)).unwrap_or_default(),
+            resp_trailers: resp
+                .map(|r| self.redact.headers(&r.trailers))
+                .unwrap_or_default(),
             req_body_len: ex.request.body_len,
             resp_body_len: resp.map(|r| r.body_len),
-            req_body_b64: b64(&ex.request.body_preview),
-            resp_body_b64: resp.map(|r| b64(&r.body_preview)),
+            req_body_b64: self.bodies.then(|| b64(&ex.request.body_preview)),
+            resp_body_b64: if self.bodies {
+                resp.map(|r| b64(&r.body_preview))
+            } else {
+                None
+            },
             reset_code: ex.reset_code,
             flags: ex.flags.names().collect(),
         }
@@ -186,12 +214,21 @@ impl Renderer {
                 )
             }
             None => {
-                let method = if ex.method.is_empty() { "?" } else { &ex.method };
+                let method = if ex.method.is_empty() {
+                    "?"
+                } else {
+                    &ex.method
+                };
                 let status = match ex.status {
                     Some(s) => self.status_text(s, ex.reason.as_deref()),
                     None => self.paint("33", "(no response)"),
                 };
-                format!("{} {} {} → {status}", self.paint("1", method), ex.path, ex.version)
+                format!(
+                    "{} {} {} → {status}",
+                    self.paint("1", method),
+                    ex.path,
+                    ex.version
+                )
             }
         };
         writeln!(out, "{time} {head}  {latency}")?;
@@ -205,8 +242,14 @@ impl Renderer {
             .unwrap_or_default();
         let addr = |a: Option<SocketAddr>| a.map(|a| a.to_string()).unwrap_or_else(|| "?".into());
         let (client, server) = match ex.side {
-            Side::Client => (format!("{me} {}", addr(meta.local)), format!("{them}{}", addr(meta.remote))),
-            Side::Server => (format!("{them}{}", addr(meta.remote)), format!("{me} {}", addr(meta.local))),
+            Side::Client => (
+                format!("{me} {}", addr(meta.local)),
+                format!("{them}{}", addr(meta.remote)),
+            ),
+            Side::Server => (
+                format!("{them}{}", addr(meta.remote)),
+                format!("{me} {}", addr(meta.local)),
+            ),
         };
         let mut line = format!("  {client} → {server}");
         if ex.proto == Proto::Http2 {
@@ -223,7 +266,8 @@ impl Renderer {
         line.push_str(&format!(
             "  req {} resp {}",
             bytes_human(ex.request.body_len),
-            resp.map(|r| bytes_human(r.body_len)).unwrap_or_else(|| "-".into())
+            resp.map(|r| bytes_human(r.body_len))
+                .unwrap_or_else(|| "-".into())
         ));
         if let Some(code) = ex.reset_code {
             line.push_str(&format!("  reset ({})", h2_error_name(code)));
@@ -240,15 +284,18 @@ impl Renderer {
 
         if self.headers {
             self.header_lines(out, "> ", &ex.request.headers)?;
-            if !ex.request.body_preview.is_empty() {
-                writeln!(out, "    > {}", preview(&ex.request.body_preview, 200))?;
-            }
-            if let Some(r) = resp {
+            self.header_lines(out, "> ", &ex.request.trailers)?;
+        }
+        if self.bodies && !ex.request.body_preview.is_empty() {
+            writeln!(out, "    > {}", preview(&ex.request.body_preview, 200))?;
+        }
+        if let Some(r) = resp {
+            if self.headers {
                 self.header_lines(out, "< ", &r.headers)?;
                 self.header_lines(out, "< ", &r.trailers)?;
-                if !r.body_preview.is_empty() {
-                    writeln!(out, "    < {}", preview(&r.body_preview, 200))?;
-                }
+            }
+            if self.bodies && !r.body_preview.is_empty() {
+                writeln!(out, "    < {}", preview(&r.body_preview, 200))?;
             }
         }
         Ok(())
@@ -256,14 +303,26 @@ impl Renderer {
 
     fn dim(&self, s: &str) -> String {
         // The second line is detail: keep it quieter than the first.
-        if self.color { format!("\x1b[2m{s}\x1b[0m") } else { s.to_string() }
+        if self.color {
+            format!("\x1b[2m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
     }
 
     fn header_lines(&self, out: &mut impl Write, dir: &str, h: &Headers) -> io::Result<()> {
         for (n, v, fl) in h.iter() {
             let value = self.redact.value(n, v);
-            let mark = if fl & FIELD_UNKNOWN != 0 { " (unknown)" } else { "" };
-            writeln!(out, "    {dir}{}: {value}{mark}", String::from_utf8_lossy(n))?;
+            let mark = if fl & FIELD_UNKNOWN != 0 {
+                " (unknown)"
+            } else {
+                ""
+            };
+            writeln!(
+                out,
+                "    {dir}{}: {value}{mark}",
+                String::from_utf8_lossy(n)
+            )?;
         }
         Ok(())
     }
@@ -300,6 +359,8 @@ struct ExchangeJson<'a> {
     local: Option<String>,
     remote: Option<String>,
     peer: Option<&'a Peer>,
+    conn_role: Option<&'a str>,
+    tcp_state: Option<&'static str>,
     stream_id: Option<u32>,
     method: &'a str,
     path: &'a str,
@@ -316,7 +377,9 @@ struct ExchangeJson<'a> {
     resp_trailers: Vec<[Cow<'a, str>; 2]>,
     req_body_len: u64,
     resp_body_len: Option<u64>,
-    req_body_b64: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    req_body_b64: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     resp_body_b64: Option<String>,
     reset_code: Option<u32>,
     flags: Vec<&'static str>,
@@ -413,7 +476,10 @@ fn local_time(unix_ns: u64) -> String {
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };
     // SAFETY: valid pointers to a time_t and a tm.
     unsafe { libc::localtime_r(&secs, &mut tm) };
-    format!("{:02}:{:02}:{:02}.{:06}", tm.tm_hour, tm.tm_min, tm.tm_sec, micros)
+    format!(
+        "{:02}:{:02}:{:02}.{:06}",
+        tm.tm_hour, tm.tm_min, tm.tm_sec, micros
+    )
 }
 
 /// Whether flags mean data was lost for this exchange.
@@ -440,6 +506,8 @@ mod tests {
                 pid: 4240,
                 comm: "python3".into(),
             }),
+            role: Some("client".into()),
+            tcp_state: None,
         }
     }
 
@@ -451,7 +519,9 @@ mod tests {
         e.status = Some(200);
         e.reason = Some("OK".into());
         e.request.headers.push(b"Host", b"127.0.0.1:8000");
-        e.request.headers.push(b"Authorization", b"Bearer s3cr3t-token");
+        e.request
+            .headers
+            .push(b"Authorization", b"Bearer s3cr3t-token");
         e.request.headers.push(b"Cookie", b"session=abc");
         e.request.first_ns = 1_000_000_000;
         let mut resp = Message {
@@ -471,6 +541,7 @@ mod tests {
             json,
             color: false,
             headers: true,
+            bodies: true,
             redact: Redactor::new(!secrets, &["x-api-key".into()]),
             clock_offset_ns: 1_700_000_000_000_000_000,
         }
@@ -479,12 +550,31 @@ mod tests {
     #[test]
     fn json_has_the_documented_fields_and_redacts() {
         let mut out = Vec::new();
-        renderer(true, false).exchange(&mut out, &sample(), &meta()).unwrap();
+        renderer(true, false)
+            .exchange(&mut out, &sample(), &meta())
+            .unwrap();
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         for key in [
-            "proto", "pid", "comm", "fd", "side", "local", "remote", "stream_id", "method", "path",
-            "authority", "status", "grpc_status", "req_headers", "resp_headers", "req_body_len",
-            "resp_body_len", "start_ns", "latency_ns", "flags",
+            "proto",
+            "pid",
+            "comm",
+            "fd",
+            "side",
+            "local",
+            "remote",
+            "stream_id",
+            "method",
+            "path",
+            "authority",
+            "status",
+            "grpc_status",
+            "req_headers",
+            "resp_headers",
+            "req_body_len",
+            "resp_body_len",
+            "start_ns",
+            "latency_ns",
+            "flags",
         ] {
             assert!(v.get(key).is_some(), "missing {key}: {v}");
         }
@@ -498,24 +588,34 @@ mod tests {
         assert_eq!(v["req_headers"][1][1], "Bearer <redacted 12 bytes>");
         // --show-secrets
         let mut out = Vec::new();
-        renderer(true, true).exchange(&mut out, &sample(), &meta()).unwrap();
+        renderer(true, true)
+            .exchange(&mut out, &sample(), &meta())
+            .unwrap();
         assert!(String::from_utf8(out).unwrap().contains("s3cr3t-token"));
     }
 
     #[test]
     fn human_block_names_both_ends() {
         let mut out = Vec::new();
-        renderer(false, false).exchange(&mut out, &sample(), &meta()).unwrap();
+        renderer(false, false)
+            .exchange(&mut out, &sample(), &meta())
+            .unwrap();
         let text = String::from_utf8(out).unwrap();
         let lines: Vec<&str> = text.lines().collect();
-        assert!(lines[0].contains("GET /index.html HTTP/1.1 → 200 OK"), "{text}");
+        assert!(
+            lines[0].contains("GET /index.html HTTP/1.1 → 200 OK"),
+            "{text}"
+        );
         assert!(lines[0].ends_with("1.2 ms"), "{text}");
         assert!(
             lines[1].contains("curl[4242] 127.0.0.1:52390 → python3[4240] 127.0.0.1:8000"),
             "{text}"
         );
         assert!(lines[1].contains("[gap]"), "{text}");
-        assert!(text.contains("Authorization: Bearer <redacted 12 bytes>"), "{text}");
+        assert!(
+            text.contains("Authorization: Bearer <redacted 12 bytes>"),
+            "{text}"
+        );
         assert!(!text.contains("s3cr3t"));
     }
 
@@ -540,8 +640,14 @@ mod tests {
         r.headers = false;
         r.exchange(&mut out, &e, &meta()).unwrap();
         let text = String::from_utf8(out).unwrap();
-        assert!(text.contains("gRPC helloworld.Greeter/SayHello → NOT_FOUND (5)"), "{text}");
-        assert!(text.contains("h2 stream 1") && text.contains("unary 1→1 msgs"), "{text}");
+        assert!(
+            text.contains("gRPC helloworld.Greeter/SayHello → NOT_FOUND (5)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("h2 stream 1") && text.contains("unary 1→1 msgs"),
+            "{text}"
+        );
         assert!(text.contains("\"no such user\""), "{text}");
     }
 

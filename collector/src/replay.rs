@@ -43,7 +43,12 @@ pub fn run(
         );
     };
     match result {
-        Err(e) if e.downcast_ref::<io::Error>().is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe) => Ok(()),
+        Err(e)
+            if e.downcast_ref::<io::Error>()
+                .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe) =>
+        {
+            Ok(())
+        }
         other => other,
     }
 }
@@ -141,7 +146,7 @@ fn replay_pcap<W: Write>(
         key: key(id),
         tid: 0,
         ts_ns,
-        comm: "pcap".to_string(),
+        comm: "pcap".into(),
     };
     // Each connection's last segment, to close it there.
     let mut last_segment = vec![usize::MAX; capture.connections.len()];
@@ -163,7 +168,11 @@ fn replay_pcap<W: Write>(
             announced[id] = true;
             let conn = Event::Conn(Conn {
                 common: common(id, s.ts_ns),
-                family: if c.client.is_ipv4() { events::AF_INET } else { events::AF_INET6 },
+                family: if c.client.is_ipv4() {
+                    events::AF_INET
+                } else {
+                    events::AF_INET6
+                },
                 sock_type: 1,
                 role: Role::Client,
                 tcp_state: 1,

@@ -15,7 +15,7 @@ use std::{
 use probe_common::stat;
 
 use crate::{
-    events::{self, Event},
+    events::{self, ConnKey, Event},
     format::bytes_human,
     loader::{KernelStats, Probes},
 };
@@ -35,6 +35,11 @@ pub trait Sink {
     /// A line for the end-of-run report on stderr.
     fn summary(&self) -> Option<String> {
         None
+    }
+    /// Connections whose bytes are no longer wanted: the kernel stops
+    /// sending them.
+    fn muted(&mut self) -> Vec<ConnKey> {
+        Vec::new()
     }
 }
 
@@ -83,6 +88,9 @@ pub fn run(
             return Err(e);
         }
         sink.tick()?;
+        for key in sink.muted() {
+            probes.mute(key);
+        }
         if last_sweep.elapsed() >= Duration::from_secs(1) {
             probes.forget_processes(&exited);
             exited.clear();

@@ -28,8 +28,7 @@ pub enum SockDiagError {
     Refused(i32),
 }
 
-/// TCP states, as `include/net/tcp_states.h` numbers them.
-pub const TCP_ESTABLISHED: u8 = 1;
+/// `TCP_LISTEN` in `include/net/tcp_states.h`.
 pub const TCP_LISTEN: u8 = 10;
 
 pub fn tcp_state_name(state: u8) -> &'static str {
@@ -60,28 +59,71 @@ pub struct TcpSocket {
     pub uid: u32,
 }
 
-/// Every TCP socket on the host (IPv4 and IPv6, all states).
-pub fn dump_tcp() -> Result<Vec<TcpSocket>, SockDiagError> {
+fn open() -> Result<Socket, SockDiagError> {
     let mut socket = Socket::new(NETLINK_SOCK_DIAG).map_err(SockDiagError::Socket)?;
     socket.bind_auto().map_err(SockDiagError::Socket)?;
     socket
         .connect(&NetlinkAddr::new(0, 0))
         .map_err(SockDiagError::Socket)?;
+    Ok(socket)
+}
+
+/// Every TCP socket on the host (IPv4 and IPv6, all states).
+pub fn dump_tcp() -> Result<Vec<TcpSocket>, SockDiagError> {
+    let socket = open()?;
     let mut out = Vec::new();
     for family in [AF_INET, AF_INET6] {
-        request(&socket, family)?;
-        receive(&socket, &mut out)?;
+        request(&socket, family, None)?;
+        receive(&socket, &mut out, true)?;
     }
     Ok(out)
 }
 
-fn request(socket: &Socket, family: u8) -> Result<(), SockDiagError> {
+/// The TCP socket whose own end is `local` and other end `remote`, asked of
+/// the kernel by its addresses: one socket, not a walk of them all, so it is
+/// cheap enough to ask per connection.
+pub fn find_tcp(local: SocketAddr, remote: SocketAddr) -> Result<Option<TcpSocket>, SockDiagError> {
+    let socket = open()?;
+    let family = if local.is_ipv4() { AF_INET } else { AF_INET6 };
+    request(&socket, family, Some((local, remote)))?;
+    let mut out = Vec::new();
+    match receive(&socket, &mut out, false) {
+        // ENOENT: no such socket (any more).
+        Err(SockDiagError::Refused(code)) if code.abs() == libc::ENOENT => Ok(None),
+        Err(e) => Err(e),
+        Ok(()) => Ok(out.pop()),
+    }
+}
+
+/// A dump of `family`, or with `exact`, the one socket with those (own,
+/// other) addresses.
+fn request(
+    socket: &Socket,
+    family: u8,
+    exact: Option<(SocketAddr, SocketAddr)>,
+) -> Result<(), SockDiagError> {
     let mut header = NetlinkHeader::default();
-    header.flags = NLM_F_REQUEST | NLM_F_DUMP;
-    let socket_id = if family == AF_INET {
-        SocketId::new_v4()
-    } else {
-        SocketId::new_v6()
+    let socket_id = match exact {
+        Some((local, remote)) => {
+            header.flags = NLM_F_REQUEST;
+            SocketId {
+                source_port: local.port(),
+                destination_port: remote.port(),
+                source_address: local.ip(),
+                destination_address: remote.ip(),
+                interface_id: 0,
+                // INET_DIAG_NOCOOKIE: match by addresses alone.
+                cookie: [0xff; 8],
+            }
+        }
+        None => {
+            header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+            if family == AF_INET {
+                SocketId::new_v4()
+            } else {
+                SocketId::new_v6()
+            }
+        }
     };
     let mut packet = NetlinkMessage::new(
         header,
@@ -101,11 +143,18 @@ fn request(socket: &Socket, family: u8) -> Result<(), SockDiagError> {
     Ok(())
 }
 
-/// Reads the multipart reply of one dump request until NLMSG_DONE.
-fn receive(socket: &Socket, out: &mut Vec<TcpSocket>) -> Result<(), SockDiagError> {
+/// Reads the multipart reply of one dump request until NLMSG_DONE, or with
+/// `until_done` false, the single reply to an exact request.
+fn receive(
+    socket: &Socket,
+    out: &mut Vec<TcpSocket>,
+    until_done: bool,
+) -> Result<(), SockDiagError> {
     let mut buf = vec![0u8; 1 << 16];
     loop {
-        let n = socket.recv(&mut &mut buf[..], 0).map_err(SockDiagError::Io)?;
+        let n = socket
+            .recv(&mut &mut buf[..], 0)
+            .map_err(SockDiagError::Io)?;
         let mut offset = 0;
         while offset < n {
             let msg = <NetlinkMessage<SockDiagMessage>>::deserialize(&buf[offset..n])
@@ -133,6 +182,9 @@ fn receive(socket: &Socket, out: &mut Vec<TcpSocket>) -> Result<(), SockDiagErro
             }
             offset += len;
         }
+        if !until_done {
+            return Ok(());
+        }
     }
 }
 
@@ -140,6 +192,8 @@ fn receive(socket: &Socket, out: &mut Vec<TcpSocket>) -> Result<(), SockDiagErro
 mod tests {
     use super::*;
     use std::net::{TcpListener, TcpStream};
+
+    const TCP_ESTABLISHED: u8 = 1;
 
     /// Needs no privileges: sock_diag dumps are open to everyone.
     #[test]
@@ -159,7 +213,27 @@ mod tests {
             .expect("the client end");
         assert_eq!(c.remote, server.local_addr().unwrap());
         assert_eq!(c.state, TCP_ESTABLISHED);
-        assert!(all.iter().any(|s| s.local == server.local_addr().unwrap()
-            && s.remote == client.local_addr().unwrap()));
+        assert!(
+            all.iter().any(|s| s.local == server.local_addr().unwrap()
+                && s.remote == client.local_addr().unwrap())
+        );
+        // The same sockets, one by one.
+        let (cl, sl) = (client.local_addr().unwrap(), server.local_addr().unwrap());
+        let one = find_tcp(sl, cl)
+            .unwrap()
+            .expect("the server end by its addresses");
+        assert_eq!(
+            (one.local, one.remote, one.state),
+            (sl, cl, TCP_ESTABLISHED)
+        );
+        assert_eq!(
+            Some(&one),
+            all.iter().find(|s| s.local == sl && s.remote == cl)
+        );
+        let closed = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        assert_eq!(find_tcp(closed, cl).unwrap(), None);
     }
 }

@@ -243,8 +243,12 @@ pub struct ConnKey {
 }
 const _: () = assert!(core::mem::size_of::<ConnKey>() == 8);
 
-/// Do not capture this socket (filtered out, or a family we skip).
+/// Do not capture this socket (filtered out, or a family we skip); it was
+/// never announced, so its close is not reported either.
 pub const CONN_IGNORED: u8 = 1;
+/// Userspace needs no more of this socket's bytes (set from userspace);
+/// its close is still reported.
+pub const CONN_MUTED: u8 = 2;
 
 /// Protocol check not decided yet.
 pub const PROTO_UNKNOWN: u8 = 0;
@@ -284,7 +288,9 @@ pub const CFG_FILTER_PORTS: u32 = 1 << 2;
 /// Capture AF_UNIX sockets too.
 pub const CFG_UNIX: u32 = 1 << 3;
 /// Send a connection's bytes only once its first bytes look like HTTP/1 or
-/// HTTP/2 (and give up after `Config::proto_probes` events).
+/// HTTP/2 (and give up after `Config::proto_probes` events). Syscalls that
+/// moved fewer than 4 bytes are too short to judge: they are sent, and not
+/// counted as probes.
 pub const CFG_PROTO_HTTP: u32 = 1 << 4;
 
 /// Settings the loader writes into the programs before loading them.
@@ -310,7 +316,7 @@ impl Config {
             flags: 0,
             self_tgid: 0,
             cap_bytes: DEFAULT_CAP_BYTES,
-            proto_probes: 8,
+            proto_probes: 64,
             comm: [0; COMM_LEN],
         }
     }

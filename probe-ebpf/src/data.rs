@@ -21,9 +21,9 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use probe_common::{
-    CFG_FILTER_COMM, CFG_FILTER_PIDS, CFG_PROTO_HTTP, CONN_IGNORED, ConnState, DIR_EGRESS,
-    DIR_INGRESS, EventHeader, EventKind, PROTO_MATCHED, PROTO_REJECTED, ROLE_UNKNOWN, Syscall,
-    stat,
+    CFG_FILTER_COMM, CFG_FILTER_PIDS, CFG_PROTO_HTTP, CONN_IGNORED, CONN_MUTED, ConnState,
+    DIR_EGRESS, DIR_INGRESS, EventHeader, EventKind, PROTO_MATCHED, PROTO_REJECTED, ROLE_UNKNOWN,
+    Syscall, stat,
 };
 
 use crate::{
@@ -95,7 +95,7 @@ fn enter(
     // SAFETY: pointer into a map value, valid for this program run.
     let (flags, proto, generation) =
         unsafe { ((*state).flags, (*state).proto, (*state).generation) };
-    if flags & CONN_IGNORED != 0 || proto == PROTO_REJECTED {
+    if flags & (CONN_IGNORED | CONN_MUTED) != 0 || proto == PROTO_REJECTED {
         return;
     }
     let pending = Pending {
@@ -208,6 +208,10 @@ fn exit(ctx: &TracePointContext, syscall: Syscall) {
     }
 }
 
+/// Syscalls that moved fewer bytes than this are not judged by the protocol
+/// check (it needs a method's first four bytes): they are sent as they are.
+const MIN_PROBE_BYTES: u64 = 4;
+
 /// Assigns stream positions to `moved` bytes, applies the protocol check,
 /// and emits them.
 #[inline(always)]
@@ -228,7 +232,12 @@ fn send(meta: &DataMeta, state: *mut ConnState, src: &Source, moved: u64, cap: u
             if proto == PROTO_REJECTED {
                 return;
             }
-            if looks_like_http(src, moved) {
+            if moved < MIN_PROBE_BYTES && !matches!(src, Source::Opaque) {
+                // Too short to judge (a reader taking a request a byte at a
+                // time, like python's CGIHTTPRequestHandler): send it, let
+                // userspace decide, and do not count it as a probe. Judged
+                // and dropped, these bytes would leave nothing to decide on.
+            } else if looks_like_http(src, moved) {
                 // SAFETY: as above.
                 unsafe { (*state).proto = PROTO_MATCHED };
             } else {

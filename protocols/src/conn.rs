@@ -20,7 +20,8 @@
 //! releases responses held while waiting for their request.
 
 use crate::http1::{Http1, Limits, Switch};
-use crate::record::{Direction, Exchange, Side};
+use crate::http2::{Http2Config, Http2Conn, Start, Upgrade, decode_http2_settings};
+use crate::record::{Direction, Exchange, Flags, Proto, Side};
 use crate::stream::{DEFAULT_REORDER_WINDOW, DataStream};
 
 /// Body bytes kept per message. Enough to read a JSON error or a form; small
@@ -125,25 +126,10 @@ enum ProtoState {
     /// Waiting for the first bytes.
     Detecting,
     Http1(Box<Http1>),
-    /// HTTP/2 (prior-knowledge preface, or after a 101 to h2c).
-    ///
-    /// HTTP/2 PLUGS IN HERE. Today the rest of the connection is an opaque,
-    /// counted tail. The HTTP/2 parser replaces this variant with its own
-    /// state (`Http2(Box<http2::Conn>)`) and is fed both [`DataStream`]s
-    /// from their current read positions, exactly like `Http1` is in
-    /// [`Connection::process`]:
-    /// - prior knowledge: both streams start at position 0 (the request
-    ///   direction starts with [`H2_PREFACE`]);
-    /// - h2c: the request direction continues after the upgrade request
-    ///   (the client preface comes next), the response direction after the
-    ///   101 head (the server's SETTINGS come next); the upgrade request is
-    ///   stream 1 (RFC 7540 §3.2), already emitted by HTTP/1 with
-    ///   [`crate::record::Flags::UPGRADE`].
-    ///
-    /// `req_dir` is the direction the client writes, when known.
-    Http2Tail {
-        req_dir: Option<Direction>,
-    },
+    /// HTTP/2: after the client preface (prior knowledge), after a 101 to
+    /// h2c (the HTTP/1 upgrade request becomes stream 1), or joined mid-way.
+    /// Both [`DataStream`]s are fed from their current read positions.
+    Http2(Box<Http2Conn>),
     /// Not HTTP: bytes are counted.
     NotHttp,
 }
@@ -162,6 +148,9 @@ pub struct Connection {
     /// Counters of an HTTP/1 state replaced by another protocol.
     retired: Option<crate::http1::Http1Stats>,
     closed: bool,
+    h2: Http2Config,
+    /// Latest capture timestamp seen, for streams flushed at close.
+    last_ts: u64,
 }
 
 impl Connection {
@@ -196,6 +185,11 @@ impl Connection {
             opaque: 0,
             retired: None,
             closed: false,
+            h2: Http2Config {
+                body_preview: config.body_preview,
+                ..Http2Config::default()
+            },
+            last_ts: 0,
         }
     }
 
@@ -213,6 +207,7 @@ impl Connection {
         if self.closed {
             return;
         }
+        self.last_ts = self.last_ts.max(ts_ns);
         self.first.get_or_insert(dir);
         let d = dir.index();
         if let ProtoState::Http1(h) = &mut self.proto
@@ -265,10 +260,10 @@ impl Connection {
     /// normally; others are flagged incomplete), and requests without a
     /// response are emitted flagged [`crate::record::Flags::INCOMPLETE`].
     pub fn close(&mut self, ts_ns: u64, out: &mut Vec<Exchange>) {
-        let _ = ts_ns;
         if self.closed {
             return;
         }
+        self.last_ts = self.last_ts.max(ts_ns);
         for s in &mut self.streams {
             s.flush();
         }
@@ -284,7 +279,7 @@ impl Connection {
         match self.proto {
             ProtoState::Detecting => Detected::Unknown,
             ProtoState::Http1(_) => Detected::Http1,
-            ProtoState::Http2Tail { .. } => Detected::Http2,
+            ProtoState::Http2(_) => Detected::Http2,
             ProtoState::NotHttp => Detected::NotHttp,
         }
     }
@@ -293,7 +288,7 @@ impl Connection {
     pub fn side(&self) -> Option<Side> {
         let req_dir = match &self.proto {
             ProtoState::Http1(h) => h.request_direction(),
-            ProtoState::Http2Tail { req_dir } => *req_dir,
+            ProtoState::Http2(h) => h.client_direction(),
             _ => None,
         }?;
         Some(match req_dir {
@@ -334,6 +329,13 @@ impl Connection {
             s.no_request = hs.stitch.no_request;
             s.evicted = hs.stitch.evicted;
         }
+        if let ProtoState::Http2(h) = &self.proto {
+            let c = h.counters();
+            s.exchanges += c.streams_closed;
+            s.resync_skipped_bytes += c.resync_skipped;
+            s.evicted += c.streams_evicted;
+            s.invalid += c.malformed_frames + c.hpack_errors;
+        }
         s
     }
 
@@ -372,9 +374,12 @@ impl Connection {
                     }
                     let st = h.stats();
                     let next = if h.switch() == Some(Switch::H2c) {
-                        ProtoState::Http2Tail {
-                            req_dir: h.request_direction(),
-                        }
+                        let client = h.request_direction().unwrap_or(Direction::Egress);
+                        let up = take_upgrade(out, client);
+                        ProtoState::Http2(Box::new(Http2Conn::new(
+                            &self.h2,
+                            Start::Upgrade(Box::new(up)),
+                        )))
                     } else if !h.seen_message() && st.resync_skipped > self.detect_limit as u64 {
                         ProtoState::NotHttp
                     } else {
@@ -386,7 +391,28 @@ impl Connection {
                     self.retired = Some(st);
                     self.proto = next;
                 }
-                ProtoState::Http2Tail { .. } | ProtoState::NotHttp => {
+                ProtoState::Http2(h) => {
+                    let start = out.len();
+                    let first = h
+                        .client_direction()
+                        .or(self.first)
+                        .unwrap_or(Direction::Egress);
+                    loop {
+                        let mut moved = false;
+                        for dir in [first, first.opposite()] {
+                            moved |= h.drive(dir, &mut self.streams[dir.index()], out);
+                        }
+                        if !moved {
+                            break;
+                        }
+                    }
+                    if closing {
+                        h.close(self.last_ts, out);
+                    }
+                    mark_upgraded(&mut out[start..]);
+                    return;
+                }
+                ProtoState::NotHttp => {
                     for s in &mut self.streams {
                         loop {
                             let n = s.head().bytes.len();
@@ -427,7 +453,23 @@ impl Connection {
             }
             verdicts[i] = match crate::http1::head::looks_like_http1(head) {
                 Some(true) => Some(Detected::Http1),
-                Some(false) if self.late || s.read_pos() != 0 => Some(Detected::Http1),
+                Some(false) if self.late || s.read_pos() != 0 => {
+                    // Joined mid-way: HTTP/2 frames, or HTTP/1 mid-message
+                    // (which resyncs at the next start line).
+                    match crate::http2::starts_with_frames(head) {
+                        Some(true) => Some(Detected::Http2),
+                        None if !(closing || s.gap_follows()) => None,
+                        _ => Some(Detected::Http1),
+                    }
+                }
+                // A server may speak first in HTTP/2: its SETTINGS can
+                // arrive before the client's preface. Let the other
+                // direction decide.
+                Some(false)
+                    if crate::http2::starts_with_frames(head) != Some(false) && !closing =>
+                {
+                    None
+                }
                 Some(false) => Some(Detected::NotHttp),
                 None if closing || s.gap_follows() => Some(Detected::Http1),
                 None => None,
@@ -435,17 +477,16 @@ impl Connection {
         }
         let pick = |want: Detected| verdicts.contains(&Some(want));
         self.proto = if pick(Detected::Http2) {
-            let req_dir = verdicts
+            let preface = self
+                .streams
                 .iter()
-                .position(|v| *v == Some(Detected::Http2))
-                .map(|i| {
-                    if i == 0 {
-                        Direction::Egress
-                    } else {
-                        Direction::Ingress
-                    }
-                });
-            ProtoState::Http2Tail { req_dir }
+                .any(|s| s.read_pos() == 0 && s.head().bytes.starts_with(H2_PREFACE));
+            let start = if preface && !self.late {
+                Start::Preface
+            } else {
+                Start::LateJoin
+            };
+            ProtoState::Http2(Box::new(Http2Conn::new(&self.h2, start)))
         } else if pick(Detected::NotHttp) {
             ProtoState::NotHttp
         } else if pick(Detected::Http1) {
@@ -454,5 +495,53 @@ impl Connection {
             return false;
         };
         true
+    }
+}
+
+/// Takes the h2c upgrade exchange HTTP/1 just emitted out of `out`: its
+/// request becomes HTTP/2 stream 1, reported once, by HTTP/2.
+fn take_upgrade(out: &mut Vec<Exchange>, client: Direction) -> Upgrade {
+    let found = out
+        .iter()
+        .rposition(|e| e.proto == Proto::Http1 && e.flags.contains(Flags::UPGRADE));
+    match found.map(|i| out.remove(i)) {
+        Some(ex) => {
+            let settings = ex
+                .request
+                .headers
+                .get(b"http2-settings")
+                .and_then(decode_http2_settings);
+            Upgrade {
+                client,
+                method: ex.method,
+                path: ex.path,
+                authority: ex.authority,
+                request: ex.request,
+                settings,
+            }
+        }
+        // HTTP/1 always emits the upgrade before switching; should it not,
+        // stream 1 still gets its response, with an unknown request.
+        None => Upgrade {
+            client,
+            method: String::new(),
+            path: String::new(),
+            authority: None,
+            request: Default::default(),
+            settings: None,
+        },
+    }
+}
+
+/// Stream 1 of an h2c upgrade answered `101 Switching Protocols` first.
+fn mark_upgraded(exchanges: &mut [Exchange]) {
+    for e in exchanges {
+        if e.proto == Proto::Http2
+            && e.stream_id == Some(1)
+            && e.flags.contains(Flags::UPGRADE)
+            && !e.interim.contains(&101)
+        {
+            e.interim.insert(0, 101);
+        }
     }
 }

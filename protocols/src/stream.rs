@@ -39,6 +39,11 @@ pub const DEFAULT_REORDER_WINDOW: usize = 256 * 1024;
 /// them. Keeps compaction amortised O(1) per byte.
 const COMPACT_AT: usize = 64 * 1024;
 
+/// Buffer capacity an emptied stream may keep: enough for a typical head
+/// straddling two reads, small enough that thousands of idle connections
+/// cost little.
+const IDLE_CAPACITY: usize = 4 * 1024;
+
 /// Bytes that were skipped because they will never (or no longer) arrive.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Gap {
@@ -225,6 +230,11 @@ impl DataStream {
         !self.gaps.is_empty()
     }
 
+    /// The gap that follows the current head, if any.
+    pub fn next_gap(&self) -> Option<Gap> {
+        self.gaps.front().map(|&(_, g)| g)
+    }
+
     /// Marks `n` head bytes as consumed by the parser.
     pub fn consume(&mut self, n: usize) {
         let stop = self.gaps.front().map_or(self.buf.len(), |&(at, _)| at);
@@ -405,8 +415,14 @@ impl DataStream {
             return;
         }
         if n == self.buf.len() {
-            self.buf.clear();
-            self.marks.clear();
+            if self.buf.capacity() > IDLE_CAPACITY {
+                // Nothing left to hold: an idle connection keeps no buffer.
+                self.buf = Vec::new();
+                self.marks = Vec::new();
+            } else {
+                self.buf.clear();
+                self.marks.clear();
+            }
         } else {
             self.buf.drain(..n);
             // Keep the mark covering the new first byte.

@@ -580,13 +580,41 @@ fn h2c_upgrade_hands_over_to_http2() {
         REQ,
         b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00",
     );
-    let got = f.close();
-    assert_eq!(
-        sums(&got),
-        vec![x("GET", "/", Some(101), 0, Some(0), &["upgrade"])]
-    );
     assert_eq!(f.conn.detected(), Detected::Http2);
-    assert_eq!(f.conn.stats().opaque_bytes, 9 + 24 + 9);
+    // Stream 1's response: HEADERS `:status: 200` (static index 8),
+    // END_HEADERS | END_STREAM.
+    f.send(RESP, b"\x00\x00\x01\x01\x05\x00\x00\x00\x01\x88");
+    let got = f.close();
+    // One record: the upgrade request is HTTP/2 stream 1, after a 101.
+    assert_eq!(got.len(), 1, "{got:?}");
+    let e = &got[0];
+    assert_eq!(e.proto, protocols::record::Proto::Http2);
+    assert_eq!(e.stream_id, Some(1));
+    assert_eq!((e.method.as_str(), e.path.as_str()), ("GET", "/"));
+    assert_eq!(e.status, Some(200));
+    assert_eq!(e.interim, vec![101]);
+    assert!(
+        e.flags.contains(protocols::record::Flags::UPGRADE),
+        "{:?}",
+        e.flags
+    );
+    assert!(!e.flags.contains(protocols::record::Flags::INCOMPLETE));
+    assert_eq!(f.conn.stats().opaque_bytes, 0);
+}
+
+#[test]
+fn h2c_upgrade_without_a_response_is_incomplete_stream_1() {
+    let mut f = Feed::new();
+    f.send(REQ, b"GET / HTTP/1.1\r\nHost: h\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\n\r\n");
+    f.send(
+        RESP,
+        b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n",
+    );
+    let got = f.close();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].stream_id, Some(1));
+    assert_eq!(got[0].status, None);
+    assert!(got[0].flags.contains(protocols::record::Flags::INCOMPLETE));
 }
 
 #[test]
@@ -598,8 +626,12 @@ fn prior_knowledge_http2_is_detected() {
     assert_eq!(f.conn.detected(), Detected::Http2);
     assert_eq!(f.conn.side(), Some(Side::Client));
     let got = f.close();
-    assert!(got.is_empty());
-    assert_eq!(f.conn.stats().opaque_bytes, 33);
+    assert!(got.is_empty(), "a preface and SETTINGS carry no exchange");
+    assert_eq!(
+        f.conn.stats().opaque_bytes,
+        0,
+        "HTTP/2 is decoded, not skipped"
+    );
 }
 
 #[test]

@@ -351,7 +351,14 @@ fn capture_cap_cuts_a_response_head() {
     assert_eq!(
         sums(&got),
         vec![
-            x("GET", "/1", Some(503), 0, Some(0), &["gap", "incomplete"]),
+            x(
+                "GET",
+                "/1",
+                Some(503),
+                0,
+                Some(0),
+                &["truncated", "gap", "incomplete"]
+            ),
             x("GET", "/2", Some(200), 0, Some(1), &["resynced"]),
         ]
     );

@@ -30,8 +30,14 @@ enum Cmd {
         #[command(subcommand)]
         which: bench::Which,
     },
-    /// Re-record the real-peer fixtures (all, or the named ones) on loopback.
+    /// Re-record the real-peer fixtures (all, or the named ones) on loopback,
+    /// with tcpdump and `sniff record` at once, then write their goldens.
+    /// Needs root.
     Fixtures {
+        /// Only rewrite the golden outputs (`sniff replay FILE --json`) of the
+        /// recordings as they are; needs no root.
+        #[arg(long)]
+        golden: bool,
         names: Vec<String>,
     },
 }
@@ -40,7 +46,14 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Cmd::Test { args } => test(&args),
         Cmd::Bench { which } => bench::run(which),
-        Cmd::Fixtures { names } => fixtures::record(&names),
+        Cmd::Fixtures {
+            golden: false,
+            names,
+        } => fixtures::record(&names),
+        Cmd::Fixtures {
+            golden: true,
+            names,
+        } => fixtures::golden(&names),
     }
 }
 

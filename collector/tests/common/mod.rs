@@ -6,13 +6,17 @@
 
 #![allow(dead_code)]
 
+pub mod account;
+pub mod peers;
+
 use std::{
     collections::BTreeMap,
     io::{BufRead, BufReader, Read},
+    path::Path,
     process::{Child, Command, Stdio},
     sync::{Mutex, MutexGuard, mpsc},
     thread,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use base64::Engine as _;
@@ -50,7 +54,19 @@ pub fn can_load_ebpf() -> bool {
 pub struct Sniff {
     child: Child,
     lines: mpsc::Receiver<String>,
-    stderr: thread::JoinHandle<String>,
+    /// Lines already taken from `lines` by [`Sniff::wait_for_lines`].
+    seen: Vec<String>,
+    stderr: Option<thread::JoinHandle<String>>,
+}
+
+/// A test that panics before stopping sniff must not leave it running.
+impl Drop for Sniff {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
 }
 
 impl Sniff {
@@ -93,12 +109,13 @@ impl Sniff {
         let mut sniff = Sniff {
             child,
             lines: rx,
-            stderr,
+            seen: Vec::new(),
+            stderr: Some(stderr),
         };
         if ready_rx.recv_timeout(Duration::from_secs(60)).is_err() {
             let _ = sniff.child.kill();
             let status = sniff.child.wait().ok();
-            let err = sniff.stderr.join().unwrap_or_default();
+            let err = sniff.take_stderr();
             panic!("sniff did not start (exit {status:?}); its stderr:\n{err}");
         }
         sniff
@@ -106,6 +123,41 @@ impl Sniff {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    fn take_stderr(&mut self) -> String {
+        self.stderr
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or_default()
+    }
+
+    /// Waits until sniff has printed `n` exchange lines (JSON output), or
+    /// `timeout` passed; returns how many it printed. Exchanges come out as
+    /// they complete, so a test can stop sniff as soon as the traffic it
+    /// made is reported instead of sleeping.
+    pub fn wait_for_exchanges(&mut self, n: usize, timeout: Duration) -> usize {
+        self.wait_for_lines(n, timeout, |l| l.contains("\"type\":\"exchange\""))
+    }
+
+    /// Waits until `n` stdout lines satisfy `pred`, or `timeout` passed;
+    /// returns how many did.
+    pub fn wait_for_lines(
+        &mut self,
+        n: usize,
+        timeout: Duration,
+        pred: impl Fn(&str) -> bool,
+    ) -> usize {
+        let deadline = Instant::now() + timeout;
+        let count = |seen: &[String]| seen.iter().filter(|l| pred(l)).count();
+        while count(&self.seen) < n {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(_) => break,
+            }
+        }
+        count(&self.seen)
     }
 
     /// Sends `signal`, waits for the exit, and returns stdout lines, stderr
@@ -123,14 +175,41 @@ impl Sniff {
     /// Waits for sniff to exit on its own (e.g. `--duration`).
     pub fn finish(mut self) -> Output {
         let status = self.child.wait().expect("wait for sniff");
-        let stderr = self.stderr.join().unwrap_or_default();
-        let lines: Vec<String> = self.lines.iter().collect();
+        let stderr = self.take_stderr();
+        let mut lines = std::mem::take(&mut self.seen);
+        // The reader thread ends at EOF, which ends this iterator.
+        lines.extend(self.lines.iter());
         Output {
             lines,
             stderr,
             status,
         }
     }
+}
+
+/// `sniff replay FILE ARGS...`: stdout (must succeed; needs no root).
+pub fn replay(file: &Path, args: &[&str]) -> Output {
+    let out = Command::new(SNIFF)
+        .arg("replay")
+        .arg(file)
+        .args(args)
+        .output()
+        .expect("run sniff replay");
+    let output = Output {
+        lines: String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(String::from)
+            .collect(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        status: out.status,
+    };
+    assert!(
+        out.status.success(),
+        "sniff replay {} failed: {}",
+        file.display(),
+        output.stderr
+    );
+    output
 }
 
 pub struct Output {

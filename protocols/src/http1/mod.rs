@@ -139,8 +139,9 @@ pub struct Http1 {
     req_dir: Option<Direction>,
     stitch: Stitcher,
     switch: Option<Switch>,
-    /// A gap follows the bytes of the current step (set per step).
-    gap_next: bool,
+    /// The gap that follows the bytes of the current step, if any (set per
+    /// step): flags for a message it cuts short.
+    gap_next: Option<Gap>,
     stats: Http1Stats,
 }
 
@@ -160,7 +161,7 @@ impl Http1 {
             req_dir: None,
             stitch: Stitcher::new(limits.max_pending),
             switch: None,
-            gap_next: false,
+            gap_next: None,
             stats: Http1Stats::default(),
         }
     }
@@ -214,8 +215,8 @@ impl Http1 {
                     None => break,
                 }
             }
-            self.gap_next = stream.gap_follows();
-            let eof = self.gap_next || closing;
+            self.gap_next = stream.next_gap();
+            let eof = self.gap_next.is_some() || closing;
             let may_wait = !flushing && stream.buffered() <= self.limits.wait_bytes;
             let p = self.step(dir, head, eof, may_wait, out);
             if p.consumed > 0 {
@@ -241,7 +242,7 @@ impl Http1 {
     ) -> usize {
         let d = dir.index();
         let mut off = 0;
-        self.gap_next = false;
+        self.gap_next = None;
         while off < bytes.len() && self.dirs[d].state != State::Handoff {
             let head = Head::single(&bytes[off..], ts_ns);
             let may_wait = bytes.len() - off <= self.limits.wait_bytes;
@@ -431,9 +432,7 @@ impl Http1 {
                 if let Some((method, target)) = head::partial_request_line(head.bytes) {
                     let mut ex = Exchange::new(Proto::Http1, self.side());
                     ex.flags = self.take_flags(d) | Flags::INCOMPLETE;
-                    if self.gap_next {
-                        ex.flags |= Flags::GAP;
-                    }
+                    ex.flags |= self.gap_flags();
                     ex.method = method;
                     ex.path = target;
                     ex.request.first_ns = head.ts_at(0);
@@ -561,10 +560,7 @@ impl Http1 {
             HeadOutcome::NeedMore => {
                 // Cut by a gap or the close: keep the status if the status
                 // line got through, on the exchange it answers.
-                let mut lost = Flags::INCOMPLETE;
-                if self.gap_next {
-                    lost |= Flags::GAP;
-                }
+                let lost = Flags::INCOMPLETE | self.gap_flags();
                 if self.dirs[d].cur.is_none()
                     && let Some((code, reason)) = head::partial_status_line(head.bytes)
                 {
@@ -758,6 +754,15 @@ impl Http1 {
                 e.resp = Resp::Done;
             }
             self.stitch.emit_ready(out);
+        }
+    }
+
+    /// GAP (and TRUNCATED for a known loss) if a gap cuts the current step.
+    fn gap_flags(&self) -> Flags {
+        match self.gap_next {
+            Some(g) if g.known => Flags::GAP | Flags::TRUNCATED,
+            Some(_) => Flags::GAP,
+            None => Flags::NONE,
         }
     }
 

@@ -1343,6 +1343,13 @@ impl Http2Conn {
 /// accepted (writes carry whole frames far more often than not), and a
 /// single frame if `at_write_start` says `buf` starts at a write.
 /// `max_stream`: stream ids above it are implausible.
+/// Whether `buf`, the first bytes of a direction of a connection joined
+/// mid-way, starts with HTTP/2 frames: a chain of plausible frame headers
+/// (the same strict check as a resync). `None`: too few bytes to tell.
+pub fn starts_with_frames(buf: &[u8]) -> Option<bool> {
+    chain(buf, RESYNC_MAX_FRAME, true, None)
+}
+
 fn chain(buf: &[u8], max_len: u32, at_write_start: bool, max_stream: Option<u32>) -> Option<bool> {
     let mut prev = FrameHeader::parse(buf)?;
     let stream_ok = |h: &FrameHeader| max_stream.is_none_or(|m| h.stream <= m);
