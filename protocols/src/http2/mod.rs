@@ -1342,13 +1342,6 @@ impl Http2Conn {
     }
 }
 
-/// Is `buf` the start of a chain of [`RESYNC_CHAIN`] plausible frames?
-/// `None`: cannot tell yet (the chain runs past the end of `buf`).
-///
-/// A chain of at least two frames ending exactly where `buf` ends is also
-/// accepted (writes carry whole frames far more often than not), and a
-/// single frame if `at_write_start` says `buf` starts at a write.
-/// `max_stream`: stream ids above it are implausible.
 /// Whether `buf`, the first bytes of a direction of a connection joined
 /// mid-way, starts with HTTP/2 frames: a chain of plausible frame headers
 /// (the same strict check as a resync). `None`: too few bytes to tell.
@@ -1356,6 +1349,13 @@ pub fn starts_with_frames(buf: &[u8]) -> Option<bool> {
     chain(buf, RESYNC_MAX_FRAME, true, None)
 }
 
+/// Is `buf` the start of a chain of [`RESYNC_CHAIN`] plausible frames?
+/// `None`: cannot tell yet (the chain runs past the end of `buf`).
+///
+/// A chain of at least two frames ending exactly where `buf` ends is also
+/// accepted (writes carry whole frames far more often than not), and a
+/// single frame if `at_write_start` says `buf` starts at a write.
+/// `max_stream`: stream ids above it are implausible.
 fn chain(buf: &[u8], max_len: u32, at_write_start: bool, max_stream: Option<u32>) -> Option<bool> {
     let mut prev = FrameHeader::parse(buf)?;
     let stream_ok = |h: &FrameHeader| max_stream.is_none_or(|m| h.stream <= m);
