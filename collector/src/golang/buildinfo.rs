@@ -185,7 +185,7 @@ pub fn read(elf: &ElfImage<'_>) -> Result<Option<BuildInfo>, BuildInfoError> {
         return Ok(None);
     };
     let ptr_size = if elf.is_64() { 8 } else { 4 };
-    let version = read_go_string(elf, addr, ptr_size)?;
+    let version = String::from_utf8_lossy(&read_go_string(elf, addr, ptr_size)?).into_owned();
     if version.is_empty() {
         return Ok(None);
     }
@@ -239,7 +239,7 @@ fn decode_blob(elf: &ElfImage<'_>, blob: &[u8]) -> Result<Option<BuildInfo>, Bui
         let (modinfo, _) = uvarint_string(rest).ok_or(BuildInfoError::Truncated)?;
         (
             String::from_utf8_lossy(version).into_owned(),
-            String::from_utf8_lossy(modinfo).into_owned(),
+            modinfo.to_vec(),
             VersionSource::BuildInfoInline,
         )
     } else {
@@ -257,9 +257,9 @@ fn decode_blob(elf: &ElfImage<'_>, blob: &[u8]) -> Result<Option<BuildInfo>, Bui
         if vp == 0 {
             return Ok(None);
         }
-        let version = read_go_string(elf, vp, size)?;
+        let version = String::from_utf8_lossy(&read_go_string(elf, vp, size)?).into_owned();
         let modinfo = if mp == 0 {
-            String::new()
+            Vec::new()
         } else {
             read_go_string(elf, mp, size)?
         };
@@ -277,25 +277,29 @@ fn decode_blob(elf: &ElfImage<'_>, blob: &[u8]) -> Result<Option<BuildInfo>, Bui
         deps: Vec::new(),
         settings: Vec::new(),
     };
-    parse_modinfo(strip_frame(&modinfo), &mut info);
+    parse_modinfo(&String::from_utf8_lossy(strip_frame(&modinfo)), &mut info);
     Ok(Some(info))
 }
 
 /// A Go string header `{ptr, len}` at `addr`, and the bytes it points to.
-fn read_go_string(elf: &ElfImage<'_>, addr: u64, ptr_size: usize) -> Result<String, BuildInfoError> {
+fn read_go_string(
+    elf: &ElfImage<'_>,
+    addr: u64,
+    ptr_size: usize,
+) -> Result<Vec<u8>, BuildInfoError> {
     let ptr = elf.read_word(addr, ptr_size)?;
     let len = elf.read_word(addr + ptr_size as u64, ptr_size)?;
     if len > MAX_STRING {
         return Err(BuildInfoError::BadString { addr });
     }
     if len == 0 {
-        return Ok(String::new());
+        return Ok(Vec::new());
     }
     let bytes = elf.bytes_at(ptr, len)?;
     if bytes.len() as u64 != len {
         return Err(BuildInfoError::BadString { addr: ptr });
     }
-    Ok(String::from_utf8_lossy(bytes).into_owned())
+    Ok(bytes.to_vec())
 }
 
 /// A Go `binary.Uvarint`-prefixed byte string.
@@ -322,16 +326,14 @@ fn uvarint_string(b: &[u8]) -> Option<(&[u8], &[u8])> {
     Some((b.get(i..end)?, &b[end..]))
 }
 
-/// Remove the 16-byte sentinels around modinfo; anything not framed that way
-/// is not modinfo (as `debug/buildinfo` decides).
-fn strip_frame(mod_info: &str) -> &str {
-    let b = mod_info.as_bytes();
-    if b.len() >= 2 * MODINFO_FRAME + 1 && b[b.len() - MODINFO_FRAME - 1] == b'\n' {
-        mod_info
-            .get(MODINFO_FRAME..b.len() - MODINFO_FRAME)
-            .unwrap_or("")
+/// Remove the 16-byte sentinels around modinfo (binary, not UTF-8);
+/// anything not framed that way is not modinfo (as `debug/buildinfo`
+/// decides).
+fn strip_frame(b: &[u8]) -> &[u8] {
+    if b.len() > 2 * MODINFO_FRAME && b[b.len() - MODINFO_FRAME - 1] == b'\n' {
+        &b[MODINFO_FRAME..b.len() - MODINFO_FRAME]
     } else {
-        ""
+        &[]
     }
 }
 
@@ -458,9 +460,11 @@ mod tests {
 
     #[test]
     fn framing_and_varints() {
-        let framed = format!("{}path\tx\n{}", "A".repeat(16), "B".repeat(16));
-        assert_eq!(strip_frame(&framed), "path\tx\n");
-        assert_eq!(strip_frame("short"), "");
+        let mut framed = b"0w\xaf\x0c\x92t\x08\x02A\xe1\xc1\x07\xe6\xd6\x18\xe6".to_vec();
+        framed.extend_from_slice(b"path\tx\n");
+        framed.extend_from_slice(b"\xf92C1\x86\x18 r\x00\x82B\x10A\x16\xd8\xf2");
+        assert_eq!(strip_frame(&framed), b"path\tx\n");
+        assert_eq!(strip_frame(b"short"), b"");
         assert_eq!(uvarint_string(b"\x03abcrest"), Some((&b"abc"[..], &b"rest"[..])));
         assert_eq!(uvarint_string(b"\x05ab"), None);
         assert_eq!(uvarint_string(&[0xff; 12]), None);

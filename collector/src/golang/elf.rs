@@ -398,7 +398,8 @@ fn find_go_note(mut notes: &[u8], little: bool) -> Option<String> {
         let desc_end = desc_start.checked_add(descsz)?;
         let name = notes.get(12..name_end)?;
         let desc = notes.get(desc_start..desc_end)?;
-        let name = name.strip_suffix(b"\0").unwrap_or(name);
+        let name_len = name.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+        let name = &name[..name_len];
         if name == GO_NOTE_NAME && kind == u64::from(GO_NOTE_BUILDID) {
             return std::str::from_utf8(desc).ok().map(str::to_string);
         }
@@ -419,10 +420,11 @@ mod tests {
         b.extend_from_slice(&3u32.to_le_bytes());
         b.extend_from_slice(&3u32.to_le_bytes());
         b.extend_from_slice(b"GNU\0\x01\x02\x03\0");
-        b.extend_from_slice(&3u32.to_le_bytes());
+        b.extend_from_slice(&4u32.to_le_bytes());
         b.extend_from_slice(&5u32.to_le_bytes());
         b.extend_from_slice(&4u32.to_le_bytes());
         b.extend_from_slice(b"Go\0\0abcde\0\0\0");
+        // (Go writes namesz 4: "Go" and two NULs.)
         assert_eq!(find_go_note(&b, true).as_deref(), Some("abcde"));
         assert_eq!(find_go_note(&b[..30], true), None);
     }

@@ -13,6 +13,8 @@ use super::{
     pclntab::{Pclntab, PclntabError},
 };
 
+const ABI0_SUFFIX: &str = ".abi0";
+
 /// Where a function's address came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FuncSource {
@@ -56,13 +58,25 @@ impl<'a> Functions<'a> {
         let pclntab = find_pclntab(elf);
         let mut by_name = HashMap::new();
         let source = if elf.has_symtab() {
+            // Assembly and cgo functions have size 0 in `.symtab`; the
+            // function table knows their extent.
+            let table_ends: HashMap<u64, u64> = match &pclntab {
+                Ok(t) => t.funcs().filter_map(Result::ok).map(|f| (f.entry, f.end)).collect(),
+                Err(_) => HashMap::new(),
+            };
             for sym in elf.func_symbols() {
-                if sym.size == 0 {
-                    continue;
-                }
-                by_name.entry(sym.name).or_insert(Function {
+                let end = match (sym.size, table_ends.get(&sym.addr)) {
+                    (0, Some(&end)) => end,
+                    (0, None) => continue,
+                    (size, _) => sym.addr + size,
+                };
+                // Go's linker suffixes assembly (ABI0) functions with
+                // `.abi0` in `.symtab` only; the function table and
+                // everything else use the bare name.
+                let name = sym.name.strip_suffix(ABI0_SUFFIX).unwrap_or(sym.name);
+                by_name.entry(name).or_insert(Function {
                     entry: sym.addr,
-                    end: sym.addr + sym.size,
+                    end,
                     source: FuncSource::Symtab,
                 });
             }

@@ -208,7 +208,46 @@ golang-1.19 1.19.8-2 (GOPATH mode), Debian golang-google-grpc-dev 1.33.3-2 and \
 golang-golang-x-net-dev 1:0.7.0+dfsg-1; reproduce with `cargo xtask go-offsets`";
 
 /// The fallback table (see the module doc).
-pub const TABLE: &[TableEntry] = &[];
+// Output of `cargo xtask go-offsets`, pasted.
+#[rustfmt::skip]
+pub const TABLE: &[TableEntry] = &[
+    TableEntry {
+        owner: Owner::Std,
+        go: "go1.19.8",
+        module_version: None,
+        source: SOURCE_GO119,
+        structs: &[
+            (HTTP_REQUEST, 248, &[("Method", 0), ("URL", 16), ("Header", 56), ("ContentLength", 88), ("Host", 128), ("ctx", 232)]),
+            (URL, 144, &[("Scheme", 0), ("Host", 40), ("Path", 56), ("RawQuery", 96)]),
+            (HTTP_RESPONSE, 144, &[("StatusCode", 16), ("Request", 128)]),
+            (HTTP_SERVER_RESPONSE, 224, &[("req", 8), ("wroteHeader", 40), ("status", 120)]),
+            (RUNTIME_G, 392, &[("goid", 152)]),
+        ],
+    },
+    TableEntry {
+        owner: Owner::Module(GRPC_MODULE),
+        go: "go1.19.8",
+        module_version: Some("v1.33.3"),
+        source: SOURCE_GO119,
+        structs: &[
+            (GRPC_LOOPY_WRITER, 88, &[("side", 0)]),
+            (GRPC_CALL_HDR, 88, &[("Host", 0), ("Method", 16)]),
+            (GRPC_STREAM, 256, &[("id", 0), ("method", 72)]),
+        ],
+    },
+    TableEntry {
+        owner: Owner::Module(XNET_MODULE),
+        go: "go1.19.8",
+        module_version: Some("v0.7.0"),
+        source: SOURCE_GO119,
+        structs: &[
+            (XNET_META_HEADERS_FRAME, 40, &[("HeadersFrame", 0), ("Fields", 8)]),
+            (XNET_HEADERS_FRAME, 48, &[("FrameHeader", 0)]),
+            (XNET_FRAME_HEADER, 12, &[("StreamID", 8)]),
+            (XNET_HEADER_FIELD, 40, &[("Name", 0), ("Value", 16)]),
+        ],
+    },
+];
 
 /// Where a struct's layout came from.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -154,3 +154,21 @@ fn build(program: Program, variant: Variant) -> PathBuf {
         .unwrap_or_else(|e| panic!("moving {} into place: {e}", tmp.display()));
     dst
 }
+
+/// The upstream version of an installed Debian package as a Go module
+/// version: `1:0.7.0+dfsg-1` → `v0.7.0`. GOPATH-mode builds record no
+/// module versions, so for Debian's packaged libraries this is where the
+/// version is known from.
+pub(crate) fn debian_module_version(package: &str) -> Option<String> {
+    let out = Command::new("dpkg-query")
+        .args(["-W", "-f=${Version}", package])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let v = String::from_utf8(out.stdout).ok()?;
+    let v = v.split_once(':').map_or(v.as_str(), |(_, v)| v);
+    let v = v.split(['+', '-', '~']).next()?;
+    Some(format!("v{v}"))
+}
