@@ -488,3 +488,117 @@ fn truncated_and_garbage_elf_never_panics() {
         run(&g);
     }
 }
+
+/// Parameters of `function` as the compiler describes them in DWARF: name,
+/// whether it is a result, and the DWARF registers holding it at the
+/// function's first instruction (empty if the location list has no entry
+/// there, e.g. an unused parameter).
+fn dwarf_params_at_entry(elf: &elf::ElfImage<'_>, function: &str) -> Vec<(String, bool, Vec<u16>)> {
+    use gimli::{AttributeValue, EndianSlice, Operation, RunTimeEndian};
+    let sections = gimli::DwarfSections::load(|id| -> Result<std::borrow::Cow<'_, [u8]>, elf::ElfError> {
+        Ok(elf.section_data(id.name())?.unwrap_or(std::borrow::Cow::Borrowed(&[])))
+    })
+    .unwrap();
+    let dwarf = sections.borrow(|s| EndianSlice::new(s, RunTimeEndian::Little));
+    let string = |v: Option<AttributeValue<EndianSlice<'_, RunTimeEndian>>>| match v {
+        Some(AttributeValue::String(s)) => Some(String::from_utf8_lossy(s.slice()).into_owned()),
+        _ => None,
+    };
+    let mut units = dwarf.units();
+    while let Some(header) = units.next().unwrap() {
+        let unit = dwarf.unit(header).unwrap();
+        let mut entries = unit.entries();
+        let mut found: Option<(isize, u64)> = None;
+        let mut out = Vec::new();
+        while let Some(entry) = entries.next_dfs().unwrap() {
+            match found {
+                None => {
+                    if entry.tag() == gimli::DW_TAG_subprogram
+                        && string(entry.attr_value(gimli::DW_AT_name)).as_deref() == Some(function)
+                    {
+                        let Some(AttributeValue::Addr(low)) = entry.attr_value(gimli::DW_AT_low_pc) else {
+                            continue;
+                        };
+                        found = Some((entry.depth(), low));
+                    }
+                }
+                Some((depth, low)) => {
+                    if entry.depth() <= depth {
+                        return out;
+                    }
+                    if entry.depth() != depth + 1 || entry.tag() != gimli::DW_TAG_formal_parameter {
+                        continue;
+                    }
+                    let name = string(entry.attr_value(gimli::DW_AT_name)).unwrap_or_default();
+                    let result = matches!(entry.attr_value(gimli::DW_AT_variable_parameter), Some(AttributeValue::Flag(true)));
+                    let mut regs = Vec::new();
+                    if let Some(loc) = entry.attr_value(gimli::DW_AT_location) {
+                        if let Some(mut list) = dwarf.attr_locations(&unit, loc).unwrap() {
+                            while let Some(e) = list.next().unwrap() {
+                                if e.range.begin <= low && low < e.range.end {
+                                    let mut ops = e.data.operations(unit.encoding());
+                                    while let Some(op) = ops.next().unwrap() {
+                                        if let Operation::Register { register } = op {
+                                            regs.push(register.0);
+                                        }
+                                    }
+                                    break; // the first entry covering the entry PC
+                                }
+                            }
+                        }
+                    }
+                    // Go 1.19 describes some two-word parameters at entry
+                    // with each piece twice (`reg3 piece8 reg3 piece8 reg2
+                    // piece8 reg2 piece8` for an interface in RBX, RCX);
+                    // no value has one register for two consecutive words.
+                    regs.dedup();
+                    out.push((name, result, regs));
+                }
+            }
+        }
+        if found.is_some() {
+            return out;
+        }
+    }
+    panic!("no DWARF subprogram {function}");
+}
+
+/// The registers the plan gives for each parameter at entry are where the
+/// compiler's own DWARF says the parameter is at the function's first
+/// instruction.
+#[test]
+fn entry_registers_match_the_compilers_dwarf() {
+    let mut checked = 0;
+    for p in [Program::NetHttp, Program::Grpc] {
+        let Some((bytes, plan)) = plan_of(p, Variant::Full) else {
+            return;
+        };
+        let elf = elf::ElfImage::parse(&bytes).unwrap();
+        for (spec, a) in plan.ready() {
+            let params = dwarf_params_at_entry(&elf, a.function);
+            let inputs: Vec<_> = params.iter().filter(|(_, result, _)| !result).collect();
+            assert_eq!(
+                inputs.len(),
+                a.params.len(),
+                "{}: DWARF parameters {params:?}",
+                a.function
+            );
+            for (ours, (name, _, regs)) in a.params.iter().zip(&inputs) {
+                // Names agree, except results/receivers the source leaves
+                // unnamed.
+                if !ours.name.starts_with('~') && !name.starts_with('~') {
+                    assert_eq!(ours.name, name, "{}", a.function);
+                }
+                if regs.is_empty() {
+                    continue; // not live at entry (unused)
+                }
+                let ours: Vec<u16> = ours.regs.iter().map(|r| r.dwarf_number()).collect();
+                assert_eq!(&ours, regs, "{} {name} ({:?})", a.function, spec.id);
+                checked += 1;
+            }
+        }
+    }
+    if checked > 0 {
+        assert!(checked >= 12, "only {checked} parameters checked");
+    }
+}
