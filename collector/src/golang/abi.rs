@@ -129,7 +129,11 @@ impl Reg {
 
 impl fmt::Display for Reg {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "R{}", self.pt_regs_field().to_uppercase().trim_start_matches('R'))
+        write!(
+            f,
+            "R{}",
+            self.pt_regs_field().to_uppercase().trim_start_matches('R')
+        )
     }
 }
 
@@ -254,7 +258,10 @@ fn assign(values: &[Value]) -> Vec<Located> {
         .iter()
         .map(|v| {
             let n = v.shape.words();
-            let regs = INT_REGS.get(next..next + n).map(<[Reg]>::to_vec).unwrap_or_default();
+            let regs = INT_REGS
+                .get(next..next + n)
+                .map(<[Reg]>::to_vec)
+                .unwrap_or_default();
             next += n;
             Located {
                 name: v.name,
@@ -310,7 +317,10 @@ mod tests {
     fn conventions() {
         let v119 = GoVersion::parse("go1.19.8");
         let v116 = GoVersion::parse("go1.16.15");
-        assert_eq!(call_conv(v119.as_ref(), "go1.19.8", Arch::X86_64), Ok(CallConv::Register));
+        assert_eq!(
+            call_conv(v119.as_ref(), "go1.19.8", Arch::X86_64),
+            Ok(CallConv::Register)
+        );
         assert!(matches!(
             call_conv(v116.as_ref(), "go1.16.15", Arch::X86_64),
             Err(AbiError::StackAbi { .. })

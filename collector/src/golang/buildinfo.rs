@@ -175,10 +175,10 @@ impl BuildInfo {
 /// Find and decode the build info. `Ok(None)`: this is not a Go executable
 /// (no blob and no `runtime.buildVersion`).
 pub fn read(elf: &ElfImage<'_>) -> Result<Option<BuildInfo>, BuildInfoError> {
-    if let Some(blob) = find_blob(elf)? {
-        if let Some(info) = decode_blob(elf, blob)? {
-            return Ok(Some(info));
-        }
+    if let Some(blob) = find_blob(elf)?
+        && let Some(info) = decode_blob(elf, blob)?
+    {
+        return Ok(Some(info));
     }
     // Fallback: the runtime's own copy of the version string.
     let Some((addr, _)) = elf.data_symbol("runtime.buildVersion") else {
@@ -410,7 +410,8 @@ mod tests {
 
     #[test]
     fn versions() {
-        let cases: &[(&str, Option<(u32, u32, u32, Option<&str>)>)] = &[
+        type Parsed = (u32, u32, u32, Option<&'static str>);
+        let cases: &[(&str, Option<Parsed>)] = &[
             ("go1.19.8", Some((1, 19, 8, None))),
             ("go1.20", Some((1, 20, 0, None))),
             ("go1.21rc2", Some((1, 21, 0, Some("rc2")))),
@@ -451,7 +452,10 @@ mod tests {
         assert_eq!(info.path.as_deref(), Some("example.com/app"));
         assert_eq!(info.main.as_ref().unwrap().version, "(devel)");
         let grpc = info.dep("google.golang.org/grpc").unwrap();
-        assert_eq!((grpc.version.as_str(), grpc.sum.as_deref()), ("v1.33.3", Some("h1:abc=")));
+        assert_eq!(
+            (grpc.version.as_str(), grpc.sum.as_deref()),
+            ("v1.33.3", Some("h1:abc="))
+        );
         let net = info.dep("golang.org/x/net").unwrap();
         assert_eq!(net.effective_version(), "(devel)");
         assert_eq!(info.setting("-ldflags"), Some("-s -w"));
@@ -465,7 +469,10 @@ mod tests {
         framed.extend_from_slice(b"\xf92C1\x86\x18 r\x00\x82B\x10A\x16\xd8\xf2");
         assert_eq!(strip_frame(&framed), b"path\tx\n");
         assert_eq!(strip_frame(b"short"), b"");
-        assert_eq!(uvarint_string(b"\x03abcrest"), Some((&b"abc"[..], &b"rest"[..])));
+        assert_eq!(
+            uvarint_string(b"\x03abcrest"),
+            Some((&b"abc"[..], &b"rest"[..]))
+        );
         assert_eq!(uvarint_string(b"\x05ab"), None);
         assert_eq!(uvarint_string(&[0xff; 12]), None);
         let mut long = vec![0x81, 0x01];

@@ -133,20 +133,56 @@ mod tests {
     #[test]
     fn table() {
         // (name, code, expected rets, tail calls, indirect jumps)
-        type Case = (&'static str, &'static [u8], &'static [u64], &'static [(u64, u64)], &'static [u64]);
+        type Case = (
+            &'static str,
+            &'static [u8],
+            &'static [u64],
+            &'static [(u64, u64)],
+            &'static [u64],
+        );
         let base = 0x1000;
         let cases: &[Case] = &[
             ("single ret", &[0xc3], &[0x1000], &[], &[]),
             // mov eax, 0xc3c3c3c3; ret  — 0xC3 bytes inside an immediate.
-            ("c3 inside immediate", &[0xb8, 0xc3, 0xc3, 0xc3, 0xc3, 0xc3], &[0x1005], &[], &[]),
+            (
+                "c3 inside immediate",
+                &[0xb8, 0xc3, 0xc3, 0xc3, 0xc3, 0xc3],
+                &[0x1005],
+                &[],
+                &[],
+            ),
             // pop rbp; ret; int3; int3
-            ("epilogue and padding", &[0x5d, 0xc3, 0xcc, 0xcc], &[0x1001], &[], &[]),
+            (
+                "epilogue and padding",
+                &[0x5d, 0xc3, 0xcc, 0xcc],
+                &[0x1001],
+                &[],
+                &[],
+            ),
             // ret 8; ret
-            ("ret imm16 and ret", &[0xc2, 0x08, 0x00, 0xc3], &[0x1000, 0x1003], &[], &[]),
+            (
+                "ret imm16 and ret",
+                &[0xc2, 0x08, 0x00, 0xc3],
+                &[0x1000, 0x1003],
+                &[],
+                &[],
+            ),
             // jmp rel32 to 0x2000 (tail call); jmp short back to start.
-            ("tail call and local jump", &[0xe9, 0xfb, 0x0f, 0x00, 0x00, 0xeb, 0xf9], &[], &[(0x1000, 0x2000)], &[]),
+            (
+                "tail call and local jump",
+                &[0xe9, 0xfb, 0x0f, 0x00, 0x00, 0xeb, 0xf9],
+                &[],
+                &[(0x1000, 0x2000)],
+                &[],
+            ),
             // jmp rax; ret
-            ("indirect jump", &[0xff, 0xe0, 0xc3], &[0x1002], &[], &[0x1000]),
+            (
+                "indirect jump",
+                &[0xff, 0xe0, 0xc3],
+                &[0x1002],
+                &[],
+                &[0x1000],
+            ),
         ];
         for (name, code, rets, tails, indirect) in cases {
             let e = exits(code, base).unwrap_or_else(|err| panic!("{name}: {err}"));
@@ -161,11 +197,26 @@ mod tests {
         // Decoding from inside the immediate does give a RET: why return
         // sites come from a sweep from the entry, and are checked to be
         // instruction boundaries.
-        assert!(is_ret_at(&[0xb8, 0xc3, 0xc3, 0xc3, 0xc3, 0xc3], base, 0x1001));
-        assert!(!is_instruction_boundary(&[0xb8, 0xc3, 0xc3, 0xc3, 0xc3, 0xc3], base, 0x1001));
-        assert!(is_instruction_boundary(&[0xb8, 0xc3, 0xc3, 0xc3, 0xc3, 0xc3], base, 0x1005));
+        assert!(is_ret_at(
+            &[0xb8, 0xc3, 0xc3, 0xc3, 0xc3, 0xc3],
+            base,
+            0x1001
+        ));
+        assert!(!is_instruction_boundary(
+            &[0xb8, 0xc3, 0xc3, 0xc3, 0xc3, 0xc3],
+            base,
+            0x1001
+        ));
+        assert!(is_instruction_boundary(
+            &[0xb8, 0xc3, 0xc3, 0xc3, 0xc3, 0xc3],
+            base,
+            0x1005
+        ));
         assert_eq!(exits(&[], base), Err(DisasmError::Empty { entry: base }));
         // A cut-off instruction.
-        assert!(matches!(exits(&[0xb8, 0xc3], base), Err(DisasmError::Invalid { .. })));
+        assert!(matches!(
+            exits(&[0xb8, 0xc3], base),
+            Err(DisasmError::Invalid { .. })
+        ));
     }
 }

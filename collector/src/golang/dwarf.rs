@@ -108,17 +108,15 @@ fn collect_unit(
     let mut current: Option<(StructLayout, isize)> = None;
     while let Some(entry) = entries.next_dfs()? {
         let depth = entry.depth();
-        if let Some((_, d)) = &current {
-            if depth <= *d {
-                if let Some((layout, _)) = current.take() {
-                    out.entry(layout.name.clone()).or_insert(layout);
-                }
-            }
+        if let Some((_, d)) = &current
+            && depth <= *d
+            && let Some((layout, _)) = current.take()
+        {
+            out.entry(layout.name.clone()).or_insert(layout);
         }
         match (entry.tag(), &mut current) {
             (gimli::DW_TAG_structure_type, None) => {
-                let Some(name) = attr_string(dwarf, entry.attr_value(gimli::DW_AT_name))
-                else {
+                let Some(name) = attr_string(dwarf, entry.attr_value(gimli::DW_AT_name)) else {
                     continue;
                 };
                 if !wanted.contains(&name.as_str()) || out.contains_key(&name) {
@@ -138,8 +136,7 @@ fn collect_unit(
                 ));
             }
             (gimli::DW_TAG_member, Some((layout, d))) if depth == *d + 1 => {
-                let Some(name) = attr_string(dwarf, entry.attr_value(gimli::DW_AT_name))
-                else {
+                let Some(name) = attr_string(dwarf, entry.attr_value(gimli::DW_AT_name)) else {
                     continue;
                 };
                 let offset = match entry.attr_value(gimli::DW_AT_data_member_location) {

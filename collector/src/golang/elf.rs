@@ -76,6 +76,9 @@ impl LoadSegment {
     }
 }
 
+/// `(p_offset, p_filesz)` of a `PT_NOTE`.
+type NoteRange = (u64, u64);
+
 /// A function symbol from `.symtab`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FuncSymbol<'data> {
@@ -100,8 +103,7 @@ pub struct ElfImage<'data> {
     data: &'data [u8],
     file: object::File<'data>,
     loads: Vec<LoadSegment>,
-    /// `(p_offset, p_filesz)` of each `PT_NOTE`.
-    notes: Vec<(u64, u64)>,
+    notes: Vec<NoteRange>,
 }
 
 impl std::fmt::Debug for ElfImage<'_> {
@@ -243,10 +245,10 @@ impl<'data> ElfImage<'data> {
     }
 
     fn go_build_id(&self) -> Option<String> {
-        if let Ok(Some(data)) = self.section_data(".note.go.buildid") {
-            if let Some(id) = find_go_note(&data, self.is_little_endian()) {
-                return Some(id);
-            }
+        if let Ok(Some(data)) = self.section_data(".note.go.buildid")
+            && let Some(id) = find_go_note(&data, self.is_little_endian())
+        {
+            return Some(id);
         }
         self.notes.iter().find_map(|&(offset, size)| {
             let start = usize::try_from(offset).ok()?;
@@ -292,7 +294,8 @@ impl<'data> ElfImage<'data> {
     /// Read a pointer-sized little/big-endian word at a virtual address.
     pub fn read_word(&self, addr: u64, ptr_size: usize) -> Result<u64, ElfError> {
         let bytes = self.bytes_at(addr, ptr_size as u64)?;
-        read_uint(bytes, ptr_size, self.is_little_endian()).ok_or(ElfError::AddressNotMapped { addr })
+        read_uint(bytes, ptr_size, self.is_little_endian())
+            .ok_or(ElfError::AddressNotMapped { addr })
     }
 }
 
@@ -322,7 +325,7 @@ pub(crate) fn read_uint(b: &[u8], size: usize, little: bool) -> Option<u64> {
 fn program_headers(
     file: &object::File<'_>,
     data: &[u8],
-) -> Result<(Vec<LoadSegment>, Vec<(u64, u64)>), ElfError> {
+) -> Result<(Vec<LoadSegment>, Vec<NoteRange>), ElfError> {
     let mut loads = Vec::new();
     for seg in file.segments() {
         let object::SegmentFlags::Elf { p_flags, .. } = seg.flags() else {
@@ -344,7 +347,7 @@ fn program_headers(
 
 /// `(p_offset, p_filesz)` of each `PT_NOTE`, read straight from the program
 /// headers (object exposes only `PT_LOAD` through its generic API).
-fn note_segments(data: &[u8], little: bool, is_64: bool) -> Vec<(u64, u64)> {
+fn note_segments(data: &[u8], little: bool, is_64: bool) -> Vec<NoteRange> {
     let rd = |off: usize, size: usize| data.get(off..).and_then(|b| read_uint(b, size, little));
     let rd16 = |off: usize| {
         let b: [u8; 2] = data.get(off..off + 2)?.try_into().ok()?;
@@ -431,7 +434,10 @@ mod tests {
 
     #[test]
     fn not_elf() {
-        assert!(matches!(ElfImage::parse(b"MZ\x90\0"), Err(ElfError::NotElf)));
+        assert!(matches!(
+            ElfImage::parse(b"MZ\x90\0"),
+            Err(ElfError::NotElf)
+        ));
         assert!(matches!(ElfImage::parse(b""), Err(ElfError::NotElf)));
         assert!(matches!(
             ElfImage::parse(b"\x7fELF\x02\x01\x01"),

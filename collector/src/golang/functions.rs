@@ -61,7 +61,11 @@ impl<'a> Functions<'a> {
             // Assembly and cgo functions have size 0 in `.symtab`; the
             // function table knows their extent.
             let table_ends: HashMap<u64, u64> = match &pclntab {
-                Ok(t) => t.funcs().filter_map(Result::ok).map(|f| (f.entry, f.end)).collect(),
+                Ok(t) => t
+                    .funcs()
+                    .filter_map(Result::ok)
+                    .map(|f| (f.entry, f.end))
+                    .collect(),
                 Err(_) => HashMap::new(),
             };
             for sym in elf.func_symbols() {
@@ -161,19 +165,26 @@ pub fn find_pclntab<'a>(elf: &ElfImage<'a>) -> Result<Pclntab<'a>, PclntabError>
         while at + 8 <= bytes.len() {
             let Some(pos) = memchr::memmem::find(&bytes[at..], &[0xf0, 0xff, 0xff, 0xff])
                 .into_iter()
-                .chain(memchr::memmem::find(&bytes[at..], &[0xf1, 0xff, 0xff, 0xff]))
-                .chain(memchr::memmem::find(&bytes[at..], &[0xfa, 0xff, 0xff, 0xff]))
+                .chain(memchr::memmem::find(
+                    &bytes[at..],
+                    &[0xf1, 0xff, 0xff, 0xff],
+                ))
+                .chain(memchr::memmem::find(
+                    &bytes[at..],
+                    &[0xfa, 0xff, 0xff, 0xff],
+                ))
                 .min()
             else {
                 break;
             };
             let start = at + pos;
-            if start % 4 == 0 {
-                if let Ok(t) = Pclntab::parse(&bytes[start..], text) {
-                    if t.len() > 0 && t.func(0).is_ok() && t.func(t.len() - 1).is_ok() {
-                        return Ok(t);
-                    }
-                }
+            if start % 4 == 0
+                && let Ok(t) = Pclntab::parse(&bytes[start..], text)
+                && t.len() > 0
+                && t.func(0).is_ok()
+                && t.func(t.len() - 1).is_ok()
+            {
+                return Ok(t);
             }
             at = start + 1;
         }

@@ -18,6 +18,7 @@ pub mod modversion;
 pub mod offsets;
 pub mod pclntab;
 pub mod plan;
+pub mod plausible;
 pub mod probes;
 
 #[cfg(test)]

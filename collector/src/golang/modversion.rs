@@ -34,11 +34,7 @@ pub struct ModuleVersion {
 }
 
 /// A module's version in this binary, if it can be known.
-pub fn module_version(
-    elf: &ElfImage<'_>,
-    info: &BuildInfo,
-    module: &str,
-) -> Option<ModuleVersion> {
+pub fn module_version(elf: &ElfImage<'_>, info: &BuildInfo, module: &str) -> Option<ModuleVersion> {
     if let Some(m) = info.dep(module) {
         return Some(ModuleVersion {
             version: m.effective_version().to_string(),
@@ -86,7 +82,10 @@ fn version_prefix(b: &[u8]) -> Option<String> {
         .iter()
         .position(|c| !(c.is_ascii_digit() || *c == b'.'))
         .unwrap_or(b.len());
-    let mut v = std::str::from_utf8(&b[..end]).ok()?.trim_end_matches('.').to_string();
+    let mut v = std::str::from_utf8(&b[..end])
+        .ok()?
+        .trim_end_matches('.')
+        .to_string();
     if v.split('.').count() != 3 || v.split('.').any(str::is_empty) {
         return None;
     }
@@ -102,8 +101,14 @@ mod tests {
 
     #[test]
     fn version_prefixes() {
-        assert_eq!(version_prefix(b"1.33.3grpc-trace-bin").as_deref(), Some("1.33.3"));
-        assert_eq!(version_prefix(b"1.34.0-devfoo").as_deref(), Some("1.34.0-dev"));
+        assert_eq!(
+            version_prefix(b"1.33.3grpc-trace-bin").as_deref(),
+            Some("1.33.3")
+        );
+        assert_eq!(
+            version_prefix(b"1.34.0-devfoo").as_deref(),
+            Some("1.34.0-dev")
+        );
         assert_eq!(version_prefix(b"1.33").as_deref(), None);
         assert_eq!(version_prefix(b"x").as_deref(), None);
         assert_eq!(version_prefix(b"1..3").as_deref(), None);

@@ -143,10 +143,7 @@ pub const STRUCTS: &[StructSpec] = &[
     StructSpec {
         name: GRPC_LOOPY_WRITER,
         owner: Owner::Module(GRPC_MODULE),
-        fields: &[f(
-            "side",
-            "google.golang.org/grpc/internal/transport.side",
-        )],
+        fields: &[f("side", "google.golang.org/grpc/internal/transport.side")],
     },
     StructSpec {
         name: GRPC_CALL_HDR,
@@ -187,6 +184,9 @@ pub fn spec(name: &str) -> Option<&'static StructSpec> {
     STRUCTS.iter().find(|s| s.name == name)
 }
 
+/// (struct, size, [(field, offset)]) in a [`TableEntry`].
+pub type TableStruct = (&'static str, u64, &'static [(&'static str, u64)]);
+
 /// One entry of the fallback table: the layouts of one owner's structs for
 /// one Go version (and module version).
 #[derive(Debug)]
@@ -200,7 +200,7 @@ pub struct TableEntry {
     pub source: &'static str,
     /// (struct, size, [(field, offset)]); a field absent from the struct in
     /// that version (see [`FieldSpec::since_go`]) is left out.
-    pub structs: &'static [(&'static str, u64, &'static [(&'static str, u64)])],
+    pub structs: &'static [TableStruct],
 }
 
 const SOURCE_GO119: &str = "DWARF of src/golang/testdata/{nethttp,gin,grpc} built with Debian 12 \
@@ -474,7 +474,11 @@ pub fn render_table(
     module_versions: &HashMap<&'static str, String>,
 ) -> String {
     let mut out = String::new();
-    let owners = [Owner::Std, Owner::Module(GRPC_MODULE), Owner::Module(XNET_MODULE)];
+    let owners = [
+        Owner::Std,
+        Owner::Module(GRPC_MODULE),
+        Owner::Module(XNET_MODULE),
+    ];
     for owner in owners {
         let structs: Vec<_> = STRUCTS
             .iter()
@@ -487,7 +491,11 @@ pub fn render_table(
         let (owner_src, version) = match owner {
             Owner::Std => ("Owner::Std".to_string(), "None".to_string()),
             Owner::Module(m) => {
-                let konst = if m == GRPC_MODULE { "GRPC_MODULE" } else { "XNET_MODULE" };
+                let konst = if m == GRPC_MODULE {
+                    "GRPC_MODULE"
+                } else {
+                    "XNET_MODULE"
+                };
                 let v = module_versions
                     .get(m)
                     .map(|v| format!("Some({v:?})"))
@@ -502,7 +510,11 @@ pub fn render_table(
             let fields: Vec<String> = spec
                 .fields
                 .iter()
-                .filter_map(|f| layout.member(f.name).map(|m| format!("({:?}, {})", f.name, m.offset)))
+                .filter_map(|f| {
+                    layout
+                        .member(f.name)
+                        .map(|m| format!("({:?}, {})", f.name, m.offset))
+                })
                 .collect();
             out.push_str(&format!(
                 "            ({}, {}, &[{}]),\n",

@@ -52,7 +52,9 @@ pub enum PclntabError {
     Truncated { what: &'static str },
     #[error("Go function table: function #{index} is malformed ({what})")]
     BadFunc { index: usize, what: &'static str },
-    #[error("Go 1.18+ function table with no text start (position-independent binary without a .text section)")]
+    #[error(
+        "Go 1.18+ function table with no text start (position-independent binary without a .text section)"
+    )]
     NoTextStart,
 }
 
@@ -101,7 +103,9 @@ impl<'a> Pclntab<'a> {
     /// as 0, as it does in position-independent executables where a dynamic
     /// relocation fills it in.
     pub fn parse(data: &'a [u8], text_section: Option<u64>) -> Result<Self, PclntabError> {
-        let head = data.get(..8).ok_or(PclntabError::Truncated { what: "header" })?;
+        let head = data
+            .get(..8)
+            .ok_or(PclntabError::Truncated { what: "header" })?;
         let magic_le = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
         let magic_be = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
         let (magic, little) = match (magic_le, magic_be) {
@@ -166,12 +170,7 @@ impl<'a> Pclntab<'a> {
                 slice_from(word(6)?, "function table")?,
                 ptr_size,
             ),
-            PclnVersion::Go12 => (
-                0,
-                data,
-                data,
-                ptr_size,
-            ),
+            PclnVersion::Go12 => (0, data, data, ptr_size),
         };
         let functab_start = match version {
             PclnVersion::Go12 => 8 + ptr_size,
@@ -244,7 +243,9 @@ impl<'a> Pclntab<'a> {
         }
         let entry = self.pc(2 * index).ok_or(bad("entry"))?;
         let end = self.pc(2 * index + 2).ok_or(bad("end"))?;
-        let func_off = self.functab_field(2 * index + 1).ok_or(bad("record offset"))?;
+        let func_off = self
+            .functab_field(2 * index + 1)
+            .ok_or(bad("record offset"))?;
         let record = usize::try_from(func_off)
             .ok()
             .and_then(|o| self.funcdata.get(o..))
@@ -363,8 +364,16 @@ pub(crate) mod tests {
         assert_eq!(
             funcs,
             vec![
-                PclnFunc { name: "main.a", entry: 0x401000, end: 0x401040 },
-                PclnFunc { name: "main.b", entry: 0x401040, end: 0x401080 },
+                PclnFunc {
+                    name: "main.a",
+                    entry: 0x401000,
+                    end: 0x401040
+                },
+                PclnFunc {
+                    name: "main.b",
+                    entry: 0x401040,
+                    end: 0x401080
+                },
             ]
         );
         assert!(p.names_inlined_function("main.a"));
@@ -375,7 +384,10 @@ pub(crate) mod tests {
     #[test]
     fn pie_text_start_from_section() {
         let t = synth_118(&[("main.a", 0x10)], 0x20, 0);
-        assert_eq!(Pclntab::parse(&t, None).unwrap_err(), PclntabError::NoTextStart);
+        assert_eq!(
+            Pclntab::parse(&t, None).unwrap_err(),
+            PclntabError::NoTextStart
+        );
         let p = Pclntab::parse(&t, Some(0x1000)).unwrap();
         assert_eq!(p.func(0).unwrap().entry, 0x1010);
     }

@@ -111,6 +111,22 @@ pub struct Site {
     pub file_offset: u64,
 }
 
+impl Site {
+    /// This site as an aya attach point, for
+    /// `UProbe::attach([points], &plan.target.attach_path, scope)` (aya
+    /// 0.16). `cookie` is what `bpf_get_attach_cookie()` returns in the
+    /// program (e.g. the probe id, or entry vs return).
+    pub fn aya_point(
+        &self,
+        cookie: Option<u64>,
+    ) -> aya::programs::uprobe::UProbeAttachPoint<'static> {
+        aya::programs::uprobe::UProbeAttachPoint {
+            location: aya::programs::uprobe::UProbeAttachLocation::AbsoluteOffset(self.file_offset),
+            cookie,
+        }
+    }
+}
+
 /// A probe ready to attach.
 #[derive(Debug)]
 pub struct Attach {
@@ -293,12 +309,11 @@ pub fn plan_bytes(data: &[u8], target: Target) -> Result<Plan, PlanError> {
             .collect(),
     };
     let call_conv = abi::call_conv(info.version.as_ref(), &info.raw_version, elf.arch());
-    let resolver = Resolver::new(&elf, info.version.clone(), key).map_err(|source| {
-        PlanError::Offsets {
+    let resolver =
+        Resolver::new(&elf, info.version.clone(), key).map_err(|source| PlanError::Offsets {
             path: path.clone(),
             source,
-        }
-    })?;
+        })?;
     let go = GoFacts {
         raw_version: info.raw_version.clone(),
         version: info.version.clone(),
@@ -418,8 +433,8 @@ fn return_sites(
     let code = elf
         .bytes_at(func.entry, func.end.saturating_sub(func.entry))
         .map_err(|source| Unavailable::Address { function, source })?;
-    let exits =
-        disasm::exits(code, func.entry).map_err(|source| Unavailable::Disasm { function, source })?;
+    let exits = disasm::exits(code, func.entry)
+        .map_err(|source| Unavailable::Disasm { function, source })?;
     if !exits.tail_calls.is_empty() {
         return Err(Unavailable::TailCalls {
             function,
@@ -471,7 +486,8 @@ pub fn plan_pid(pid: u32) -> Result<Plan, PlanError> {
     let exe = std::fs::read_link(&proc_exe).map_err(read_err)?;
     let data = std::fs::read(&proc_exe).map_err(read_err)?;
     let running = std::fs::metadata(&proc_exe).map_err(read_err)?;
-    let in_root = Path::new(&format!("/proc/{pid}/root")).join(exe.strip_prefix("/").unwrap_or(&exe));
+    let in_root =
+        Path::new(&format!("/proc/{pid}/root")).join(exe.strip_prefix("/").unwrap_or(&exe));
     let attach_path = match std::fs::metadata(&in_root) {
         Ok(m) if m.dev() == running.dev() && m.ino() == running.ino() => in_root,
         _ => proc_exe.clone(),

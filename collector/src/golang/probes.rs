@@ -171,10 +171,26 @@ pub const PROBES: &[ProbeSpec] = &[
         //     handle func(*Stream), traceCtx func(context.Context, string) context.Context) (fatal bool)
         signature: Signature {
             params: &[
-                v("t", "*google.golang.org/grpc/internal/transport.http2Server", Shape::Word),
-                v("frame", "*golang.org/x/net/http2.MetaHeadersFrame", Shape::Word),
-                v("handle", "func(*google.golang.org/grpc/internal/transport.Stream)", Shape::Word),
-                v("traceCtx", "func(context.Context, string) context.Context", Shape::Word),
+                v(
+                    "t",
+                    "*google.golang.org/grpc/internal/transport.http2Server",
+                    Shape::Word,
+                ),
+                v(
+                    "frame",
+                    "*golang.org/x/net/http2.MetaHeadersFrame",
+                    Shape::Word,
+                ),
+                v(
+                    "handle",
+                    "func(*google.golang.org/grpc/internal/transport.Stream)",
+                    Shape::Word,
+                ),
+                v(
+                    "traceCtx",
+                    "func(context.Context, string) context.Context",
+                    Shape::Word,
+                ),
             ],
             results: &[v("fatal", "bool", Shape::Word)],
         },
@@ -194,10 +210,18 @@ pub const PROBES: &[ProbeSpec] = &[
         //     hf []hpack.HeaderField, onWrite func()) error
         signature: Signature {
             params: &[
-                v("l", "*google.golang.org/grpc/internal/transport.loopyWriter", Shape::Word),
+                v(
+                    "l",
+                    "*google.golang.org/grpc/internal/transport.loopyWriter",
+                    Shape::Word,
+                ),
                 v("streamID", "uint32", Shape::Word),
                 v("endStream", "bool", Shape::Word),
-                v("hf", "[]golang.org/x/net/http2/hpack.HeaderField", Shape::Slice),
+                v(
+                    "hf",
+                    "[]golang.org/x/net/http2/hpack.HeaderField",
+                    Shape::Slice,
+                ),
                 v("onWrite", "func()", Shape::Word),
             ],
             results: &[v("~r0", "error", Shape::Interface)],
@@ -209,16 +233,32 @@ pub const PROBES: &[ProbeSpec] = &[
         if_inlined: None,
         returns: true,
         module: Some(GRPC_MODULE),
-        structs: &[offsets::GRPC_CALL_HDR, offsets::GRPC_STREAM, offsets::RUNTIME_G],
+        structs: &[
+            offsets::GRPC_CALL_HDR,
+            offsets::GRPC_STREAM,
+            offsets::RUNTIME_G,
+        ],
         // func (t *http2Client) NewStream(ctx context.Context, callHdr *CallHdr) (_ *Stream, err error)
         signature: Signature {
             params: &[
-                v("t", "*google.golang.org/grpc/internal/transport.http2Client", Shape::Word),
+                v(
+                    "t",
+                    "*google.golang.org/grpc/internal/transport.http2Client",
+                    Shape::Word,
+                ),
                 v("ctx", "context.Context", Shape::Interface),
-                v("callHdr", "*google.golang.org/grpc/internal/transport.CallHdr", Shape::Word),
+                v(
+                    "callHdr",
+                    "*google.golang.org/grpc/internal/transport.CallHdr",
+                    Shape::Word,
+                ),
             ],
             results: &[
-                v("~r0", "*google.golang.org/grpc/internal/transport.Stream", Shape::Word),
+                v(
+                    "~r0",
+                    "*google.golang.org/grpc/internal/transport.Stream",
+                    Shape::Word,
+                ),
                 v("err", "error", Shape::Interface),
             ],
         },
@@ -227,10 +267,7 @@ pub const PROBES: &[ProbeSpec] = &[
 
 pub fn spec(id: ProbeId) -> &'static ProbeSpec {
     // PROBES has one entry per ProbeId (tested).
-    PROBES
-        .iter()
-        .find(|p| p.id == id)
-        .unwrap_or(&PROBES[0])
+    PROBES.iter().find(|p| p.id == id).unwrap_or(&PROBES[0])
 }
 
 /// Whether a struct is defined by the standard library or a module.

@@ -87,8 +87,7 @@ fn go_available() -> bool {
 }
 
 fn out_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../target/golang-testbins")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/golang-testbins")
 }
 
 /// The path of a built test binary, or `None` when `go` is missing outside

@@ -55,14 +55,17 @@ fn plan_of(p: Program, v: Variant) -> Option<(Vec<u8>, Plan)> {
     Some((bytes, plan))
 }
 
-fn ready<'a>(plan: &'a Plan, id: ProbeId) -> &'a Attach {
+fn ready(plan: &Plan, id: ProbeId) -> &Attach {
     match &plan.probe(id).unwrap().outcome {
         Ok(a) => a,
-        Err(e) => panic!("{}: {id:?} unavailable: {e}\n{plan}", plan.target.exe.display()),
+        Err(e) => panic!(
+            "{}: {id:?} unavailable: {e}\n{plan}",
+            plan.target.exe.display()
+        ),
     }
 }
 
-fn unavailable<'a>(plan: &'a Plan, id: ProbeId) -> &'a Unavailable {
+fn unavailable(plan: &Plan, id: ProbeId) -> &Unavailable {
     match &plan.probe(id).unwrap().outcome {
         Ok(a) => panic!("{id:?} unexpectedly ready: {a:?}"),
         Err(e) => e,
@@ -90,11 +93,20 @@ fn go_version_and_build_info() {
             };
             let elf = elf::ElfImage::parse(&bytes).unwrap();
             let info = buildinfo::read(&elf).unwrap().expect("a Go binary");
-            assert!(info.raw_version.starts_with("go1.19."), "{p:?} {v:?}: {}", info.raw_version);
+            assert!(
+                info.raw_version.starts_with("go1.19."),
+                "{p:?} {v:?}: {}",
+                info.raw_version
+            );
             let version = info.version.as_ref().unwrap();
             assert_eq!((version.major, version.minor), (1, 19));
             assert_eq!(info.source, buildinfo::VersionSource::BuildInfoInline);
-            assert!(info.path.as_deref().unwrap().ends_with(&format!("/testdata/{}", p_dir(p))));
+            assert!(
+                info.path
+                    .as_deref()
+                    .unwrap()
+                    .ends_with(&format!("/testdata/{}", p_dir(p)))
+            );
             assert_eq!(info.setting("GOARCH"), Some("amd64"));
             if v == Variant::Stripped {
                 assert_eq!(info.setting("-ldflags"), Some("-s -w"));
@@ -102,7 +114,10 @@ fn go_version_and_build_info() {
             // GOPATH mode: no module lines.
             assert!(info.main.is_none() && info.deps.is_empty());
             let ids = elf.build_ids();
-            assert!(ids.go.as_deref().is_some_and(|id| id.contains('/')), "{ids:?}");
+            assert!(
+                ids.go.as_deref().is_some_and(|id| id.contains('/')),
+                "{ids:?}"
+            );
         }
     }
 }
@@ -121,12 +136,22 @@ fn grpc_version_from_user_agent() {
         let Some((_, plan)) = plan_of(Program::Grpc, v) else {
             return;
         };
-        let grpc = plan.go.modules.iter().find(|(m, _)| *m == offsets::GRPC_MODULE).unwrap();
+        let grpc = plan
+            .go
+            .modules
+            .iter()
+            .find(|(m, _)| *m == offsets::GRPC_MODULE)
+            .unwrap();
         let grpc = grpc.1.as_ref().expect("grpc-go version");
         assert_eq!(grpc.version, "v1.33.3");
         assert_eq!(grpc.evidence, modversion::VersionEvidence::GrpcUserAgent);
         // x/net's version is not recorded in a GOPATH-mode build.
-        let xnet = plan.go.modules.iter().find(|(m, _)| *m == offsets::XNET_MODULE).unwrap();
+        let xnet = plan
+            .go
+            .modules
+            .iter()
+            .find(|(m, _)| *m == offsets::XNET_MODULE)
+            .unwrap();
         assert_eq!(xnet.1, None);
     }
 }
@@ -171,19 +196,30 @@ fn function_addresses_identical_with_and_without_symbols() {
                 let n = n.strip_suffix(".abi0").unwrap_or(n);
                 n == f.name || n == f.name.replace('·', ".") || f.name.contains("[...]")
             });
-            assert!(same, "{p:?} {:#x}: table says {}, symbols say {names:?}", f.entry, f.name);
+            assert!(
+                same,
+                "{p:?} {:#x}: table says {}, symbols say {names:?}",
+                f.entry, f.name
+            );
             compared += 1;
         }
         assert!(compared > 3000, "{p:?}: only {compared} functions");
         for probe in probes::PROBES {
-            for name in [Some(probe.function), probe.if_inlined].into_iter().flatten() {
+            for name in [Some(probe.function), probe.if_inlined]
+                .into_iter()
+                .flatten()
+            {
                 let entry = |l: functions::Lookup| match l {
                     functions::Lookup::Found(f) => Some(f.entry),
                     _ => None,
                 };
                 let (a, b) = (with_syms.lookup(name), without.lookup(name));
                 assert_eq!(entry(a), entry(b), "{p:?} {name}");
-                assert_eq!(std::mem::discriminant(&a), std::mem::discriminant(&b), "{p:?} {name}");
+                assert_eq!(
+                    std::mem::discriminant(&a),
+                    std::mem::discriminant(&b),
+                    "{p:?} {name}"
+                );
             }
         }
         // The unstripped binary's own table says the same.
@@ -197,7 +233,15 @@ fn wanted_functions_found_and_plans_identical_when_stripped() {
     let expect_ready: &[(Program, &[ProbeId])] = &[
         (Program::NetHttp, &HTTP_PROBES),
         (Program::Gin, &HTTP_PROBES),
-        (Program::Grpc, &[ProbeId::GoroutineNew, ProbeId::GrpcServerHeaders, ProbeId::GrpcWriteHeader, ProbeId::GrpcClientStream]),
+        (
+            Program::Grpc,
+            &[
+                ProbeId::GoroutineNew,
+                ProbeId::GrpcServerHeaders,
+                ProbeId::GrpcWriteHeader,
+                ProbeId::GrpcClientStream,
+            ],
+        ),
     ];
     for (p, ids) in expect_ready {
         let (Some((_, full)), Some((_, stripped))) =
@@ -211,13 +255,15 @@ fn wanted_functions_found_and_plans_identical_when_stripped() {
             // Without symbols and DWARF, grpc probes that read x/net
             // structs have no offsets (x/net's version is unknown in a
             // GOPATH build); addresses are still found.
-            let needs_xnet = probes::spec(*id)
-                .structs
-                .iter()
-                .any(|s| offsets::spec(s).unwrap().owner == offsets::Owner::Module(offsets::XNET_MODULE));
+            let needs_xnet = probes::spec(*id).structs.iter().any(|s| {
+                offsets::spec(s).unwrap().owner == offsets::Owner::Module(offsets::XNET_MODULE)
+            });
             if needs_xnet {
                 let e = unavailable(&stripped, *id);
-                assert!(matches!(e, Unavailable::Offsets(m) if m.contains("golang.org/x/net")), "{e}");
+                assert!(
+                    matches!(e, Unavailable::Offsets(m) if m.contains("golang.org/x/net")),
+                    "{e}"
+                );
                 continue;
             }
             let b = ready(&stripped, *id);
@@ -226,14 +272,23 @@ fn wanted_functions_found_and_plans_identical_when_stripped() {
             assert_eq!(a.returns, b.returns, "{p:?} {id:?}");
             assert_eq!(a.params, b.params);
             for (la, lb) in a.layouts.iter().zip(&b.layouts) {
-                assert_eq!((la.name, la.size, &la.fields), (lb.name, lb.size, &lb.fields));
+                assert_eq!(
+                    (la.name, la.size, &la.fields),
+                    (lb.name, lb.size, &lb.fields)
+                );
                 assert_eq!(la.source, offsets::LayoutSource::Dwarf);
-                assert!(matches!(lb.source, offsets::LayoutSource::Table { go: "go1.19.8", .. }));
+                assert!(matches!(
+                    lb.source,
+                    offsets::LayoutSource::Table { go: "go1.19.8", .. }
+                ));
             }
         }
         for id in HTTP_PROBES.iter().chain(&GRPC_PROBES) {
             if !ids.contains(id) {
-                assert!(matches!(unavailable(&full, *id), Unavailable::NotLinked { .. }), "{p:?} {id:?}");
+                assert!(
+                    matches!(unavailable(&full, *id), Unavailable::NotLinked { .. }),
+                    "{p:?} {id:?}"
+                );
             }
         }
     }
@@ -257,11 +312,29 @@ fn return_sites_are_real_rets() {
                 let code = elf.bytes_at(f.entry, f.end - f.entry).unwrap();
                 assert_eq!(a.entry.addr, f.entry);
                 assert_eq!(&bytes[a.entry.file_offset as usize..][..16], &code[..16]);
-                assert_eq!(a.returns.is_empty(), !spec.returns, "{p:?} {v:?} {:?}", spec.id);
+                assert_eq!(
+                    a.returns.is_empty(),
+                    !spec.returns,
+                    "{p:?} {v:?} {:?}",
+                    spec.id
+                );
+                let point = a.entry.aya_point(Some(7));
+                assert!(matches!(
+                    point.location,
+                    aya::programs::uprobe::UProbeAttachLocation::AbsoluteOffset(o) if o == a.entry.file_offset
+                ));
+                assert_eq!(point.cookie, Some(7));
                 for r in &a.returns {
-                    assert!(disasm::is_ret_at(code, f.entry, r.addr), "{p:?} {v:?} {}", a.function);
+                    assert!(
+                        disasm::is_ret_at(code, f.entry, r.addr),
+                        "{p:?} {v:?} {}",
+                        a.function
+                    );
                     assert!(disasm::is_instruction_boundary(code, f.entry, r.addr));
-                    assert_eq!(bytes[r.file_offset as usize], code[(r.addr - f.entry) as usize]);
+                    assert_eq!(
+                        bytes[r.file_offset as usize],
+                        code[(r.addr - f.entry) as usize]
+                    );
                     assert!(matches!(bytes[r.file_offset as usize], 0xc3 | 0xc2));
                 }
             }
@@ -279,11 +352,26 @@ fn go119_function_shapes() {
         return;
     };
     let shapes: &[(&Plan, ProbeId, &str, usize)] = &[
-        (&nethttp, ProbeId::HttpServer, "net/http.serverHandler.ServeHTTP", 2),
+        (
+            &nethttp,
+            ProbeId::HttpServer,
+            "net/http.serverHandler.ServeHTTP",
+            2,
+        ),
         (&nethttp, ProbeId::HttpClientDo, "net/http.(*Client).do", 9),
-        (&nethttp, ProbeId::HttpClientRoundTrip, "net/http.(*Transport).roundTrip", 15),
+        (
+            &nethttp,
+            ProbeId::HttpClientRoundTrip,
+            "net/http.(*Transport).roundTrip",
+            15,
+        ),
         (&nethttp, ProbeId::GoroutineNew, "runtime.newproc1", 1),
-        (&grpc, ProbeId::GrpcClientStream, "google.golang.org/grpc/internal/transport.(*http2Client).NewStream", 7),
+        (
+            &grpc,
+            ProbeId::GrpcClientStream,
+            "google.golang.org/grpc/internal/transport.(*http2Client).NewStream",
+            7,
+        ),
     ];
     for (plan, id, function, rets) in shapes {
         let a = ready(plan, *id);
@@ -303,13 +391,27 @@ fn client_do_is_inlined_and_do_is_probed_instead() {
             };
             let elf = elf::ElfImage::parse(&bytes).unwrap();
             let funcs = functions::Functions::new(&elf).unwrap();
-            assert_eq!(funcs.lookup("net/http.(*Client).Do"), functions::Lookup::Inlined);
-            assert!(matches!(funcs.lookup("net/http.(*Client).do"), functions::Lookup::Found(_)));
-            assert_eq!(funcs.lookup("net/http.(*Client).NoSuchMethod"), functions::Lookup::Missing);
+            assert_eq!(
+                funcs.lookup("net/http.(*Client).Do"),
+                functions::Lookup::Inlined
+            );
+            assert!(matches!(
+                funcs.lookup("net/http.(*Client).do"),
+                functions::Lookup::Found(_)
+            ));
+            assert_eq!(
+                funcs.lookup("net/http.(*Client).NoSuchMethod"),
+                functions::Lookup::Missing
+            );
             let plan = plan::plan_bytes(&bytes, target("x")).unwrap();
             let a = ready(&plan, ProbeId::HttpClientDo);
             assert_eq!(a.function, "net/http.(*Client).do");
-            assert!(a.note.as_deref().unwrap().contains("net/http.(*Client).Do is inlined"));
+            assert!(
+                a.note
+                    .as_deref()
+                    .unwrap()
+                    .contains("net/http.(*Client).Do is inlined")
+            );
         }
     }
 }
@@ -345,13 +447,24 @@ fn table_matches_dwarf() {
             let Ok(d) = with_dwarf.layout(spec) else {
                 continue; // not linked into this program
             };
-            let t = table.layout(spec).unwrap_or_else(|e| panic!("{p:?} {}: {e}", spec.name));
-            assert_eq!((d.size, &d.fields), (t.size, &t.fields), "{p:?} {}", spec.name);
+            let t = table
+                .layout(spec)
+                .unwrap_or_else(|e| panic!("{p:?} {}: {e}", spec.name));
+            assert_eq!(
+                (d.size, &d.fields),
+                (t.size, &t.fields),
+                "{p:?} {}",
+                spec.name
+            );
             seen.insert(spec.name);
         }
     }
     if !seen.is_empty() {
-        assert_eq!(seen.len(), offsets::STRUCTS.len(), "every struct checked: {seen:?}");
+        assert_eq!(
+            seen.len(),
+            offsets::STRUCTS.len(),
+            "every struct checked: {seen:?}"
+        );
     }
 }
 
@@ -367,7 +480,9 @@ fn unknown_version_is_a_clear_outcome_not_a_guess() {
             modules: HashMap::new(),
         };
         let r = offsets::Resolver::new(&elf, buildinfo::GoVersion::parse(go), key).unwrap();
-        let e = r.layout(offsets::spec(offsets::HTTP_REQUEST).unwrap()).unwrap_err();
+        let e = r
+            .layout(offsets::spec(offsets::HTTP_REQUEST).unwrap())
+            .unwrap_err();
         assert!(matches!(e, offsets::OffsetsError::UnknownVersion { .. }));
         assert!(e.to_string().contains(go), "{e}");
     }
@@ -377,8 +492,13 @@ fn unknown_version_is_a_clear_outcome_not_a_guess() {
         modules: HashMap::from([(offsets::GRPC_MODULE, "v1.34.0".to_string())]),
     };
     let r = offsets::Resolver::new(&elf, buildinfo::GoVersion::parse("go1.19.8"), key).unwrap();
-    let e = r.layout(offsets::spec(offsets::GRPC_STREAM).unwrap()).unwrap_err();
-    assert!(e.to_string().contains("google.golang.org/grpc v1.34.0"), "{e}");
+    let e = r
+        .layout(offsets::spec(offsets::GRPC_STREAM).unwrap())
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("google.golang.org/grpc v1.34.0"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -418,7 +538,8 @@ fn plan_for_a_running_process() {
     assert_eq!(plan.target.exe, std::fs::canonicalize(&path).unwrap());
     assert_eq!(
         plan.target.attach_path,
-        std::path::Path::new(&format!("/proc/{}/root", child.id())).join(plan.target.exe.strip_prefix("/").unwrap())
+        std::path::Path::new(&format!("/proc/{}/root", child.id()))
+            .join(plan.target.exe.strip_prefix("/").unwrap())
     );
     for id in HTTP_PROBES {
         ready(&plan, id);
@@ -495,10 +616,13 @@ fn truncated_and_garbage_elf_never_panics() {
 /// there, e.g. an unused parameter).
 fn dwarf_params_at_entry(elf: &elf::ElfImage<'_>, function: &str) -> Vec<(String, bool, Vec<u16>)> {
     use gimli::{AttributeValue, EndianSlice, Operation, RunTimeEndian};
-    let sections = gimli::DwarfSections::load(|id| -> Result<std::borrow::Cow<'_, [u8]>, elf::ElfError> {
-        Ok(elf.section_data(id.name())?.unwrap_or(std::borrow::Cow::Borrowed(&[])))
-    })
-    .unwrap();
+    let sections =
+        gimli::DwarfSections::load(|id| -> Result<std::borrow::Cow<'_, [u8]>, elf::ElfError> {
+            Ok(elf
+                .section_data(id.name())?
+                .unwrap_or(std::borrow::Cow::Borrowed(&[])))
+        })
+        .unwrap();
     let dwarf = sections.borrow(|s| EndianSlice::new(s, RunTimeEndian::Little));
     let string = |v: Option<AttributeValue<EndianSlice<'_, RunTimeEndian>>>| match v {
         Some(AttributeValue::String(s)) => Some(String::from_utf8_lossy(s.slice()).into_owned()),
@@ -516,7 +640,8 @@ fn dwarf_params_at_entry(elf: &elf::ElfImage<'_>, function: &str) -> Vec<(String
                     if entry.tag() == gimli::DW_TAG_subprogram
                         && string(entry.attr_value(gimli::DW_AT_name)).as_deref() == Some(function)
                     {
-                        let Some(AttributeValue::Addr(low)) = entry.attr_value(gimli::DW_AT_low_pc) else {
+                        let Some(AttributeValue::Addr(low)) = entry.attr_value(gimli::DW_AT_low_pc)
+                        else {
                             continue;
                         };
                         found = Some((entry.depth(), low));
@@ -530,20 +655,23 @@ fn dwarf_params_at_entry(elf: &elf::ElfImage<'_>, function: &str) -> Vec<(String
                         continue;
                     }
                     let name = string(entry.attr_value(gimli::DW_AT_name)).unwrap_or_default();
-                    let result = matches!(entry.attr_value(gimli::DW_AT_variable_parameter), Some(AttributeValue::Flag(true)));
+                    let result = matches!(
+                        entry.attr_value(gimli::DW_AT_variable_parameter),
+                        Some(AttributeValue::Flag(true))
+                    );
                     let mut regs = Vec::new();
-                    if let Some(loc) = entry.attr_value(gimli::DW_AT_location) {
-                        if let Some(mut list) = dwarf.attr_locations(&unit, loc).unwrap() {
-                            while let Some(e) = list.next().unwrap() {
-                                if e.range.begin <= low && low < e.range.end {
-                                    let mut ops = e.data.operations(unit.encoding());
-                                    while let Some(op) = ops.next().unwrap() {
-                                        if let Operation::Register { register } = op {
-                                            regs.push(register.0);
-                                        }
+                    if let Some(loc) = entry.attr_value(gimli::DW_AT_location)
+                        && let Some(mut list) = dwarf.attr_locations(&unit, loc).unwrap()
+                    {
+                        while let Some(e) = list.next().unwrap() {
+                            if e.range.begin <= low && low < e.range.end {
+                                let mut ops = e.data.operations(unit.encoding());
+                                while let Some(op) = ops.next().unwrap() {
+                                    if let Operation::Register { register } = op {
+                                        regs.push(register.0);
                                     }
-                                    break; // the first entry covering the entry PC
                                 }
+                                break; // the first entry covering the entry PC
                             }
                         }
                     }
