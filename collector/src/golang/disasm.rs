@@ -9,9 +9,15 @@
 //! the register ABI the results are in registers at that point, and the
 //! goroutine is still in R14.
 //!
-//! The sweep is linear over the function's whole extent: Go emits no data in
-//! the text section (switch jump tables live in `.rodata`), so every byte
-//! from the entry to the end is an instruction or the linker's INT3 padding.
+//! The sweep is linear over the function's whole extent: the Go compiler
+//! emits no data among a function's instructions (switch jump tables live in
+//! `.rodata`), so every byte from the entry to the end is an instruction or
+//! the linker's INT3 padding. Hand-written assembly may embed data (Go
+//! 1.19's `crypto/internal/boring/sig` functions are a JMP over marker
+//! bytes): there the sweep fails with [`DisasmError::Invalid`] or finds
+//! nonsense, so it is for compiled Go functions only, which all the probed
+//! functions are. A recursive descent would not do better for Go: a `RET`
+//! reached only through a jump table would be missed.
 //! Besides `RET`s it reports:
 //! - tail calls: a direct `JMP` to outside the function. The function's
 //!   frame is gone and the target returns straight to our caller, so no

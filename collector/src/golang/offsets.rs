@@ -50,8 +50,8 @@ pub enum Owner {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FieldSpec {
     pub name: &'static str,
-    /// The DWARF type name it must have (a shape check against a renamed or
-    /// retyped field).
+    /// The DWARF type name it must have, or alternatives separated by `|`
+    /// (a shape check against a renamed or retyped field).
     pub type_name: &'static str,
     /// Go version (major, minor) that introduced the field, if recent: before
     /// it, its absence is expected and not an error.
@@ -130,7 +130,8 @@ pub const STRUCTS: &[StructSpec] = &[
         name: RUNTIME_G,
         owner: Owner::Std,
         fields: &[
-            f("goid", "int64"),
+            // int64 until Go 1.20, uint64 since.
+            f("goid", "int64|uint64"),
             // Go 1.21 added the creator's goroutine id; before that the
             // parent comes from probing runtime.newproc1.
             FieldSpec {
@@ -377,7 +378,7 @@ fn from_dwarf(
         match s.member(field.name) {
             Some(m) => {
                 let found = m.type_name.as_deref().unwrap_or("");
-                if found != field.type_name {
+                if !field.type_name.split('|').any(|t| t == found) {
                     return Err(OffsetsError::FieldType {
                         strukt: spec.name,
                         field: field.name,

@@ -179,12 +179,13 @@ pub enum Unavailable {
     #[error("{0}")]
     Abi(#[from] AbiError),
     #[error(
-        "{function} leaves through {} tail call(s) (first at {:#x} to {:#x}): its returns cannot all be seen; not probed",
-        .tail_calls.len(), .tail_calls[0].at, .tail_calls[0].target
+        "{function} leaves through {count} tail call(s) (first at {:#x} to {:#x}): its returns cannot all be seen; not probed",
+        .first.at, .first.target
     )]
     TailCalls {
         function: &'static str,
-        tail_calls: Vec<TailCall>,
+        first: TailCall,
+        count: usize,
     },
     #[error("{function} has no RET instruction (it never returns normally)")]
     NoReturns { function: &'static str },
@@ -336,7 +337,7 @@ pub fn plan_bytes(data: &[u8], target: Target) -> Result<Plan, PlanError> {
     Ok(Plan { target, go, probes })
 }
 
-fn plan_probe(
+pub(super) fn plan_probe(
     spec: &'static ProbeSpec,
     elf: &ElfImage<'_>,
     functions: &Functions<'_>,
@@ -435,10 +436,11 @@ fn return_sites(
         .map_err(|source| Unavailable::Address { function, source })?;
     let exits = disasm::exits(code, func.entry)
         .map_err(|source| Unavailable::Disasm { function, source })?;
-    if !exits.tail_calls.is_empty() {
+    if let Some(&first) = exits.tail_calls.first() {
         return Err(Unavailable::TailCalls {
             function,
-            tail_calls: exits.tail_calls,
+            first,
+            count: exits.tail_calls.len(),
         });
     }
     if exits.rets.is_empty() {

@@ -730,3 +730,80 @@ fn entry_registers_match_the_compilers_dwarf() {
         assert!(checked >= 12, "only {checked} parameters checked");
     }
 }
+
+/// The sweep on every function of a real binary: all decode, and direct
+/// jumps out of a function (tail calls) exist only where expected: none in
+/// the functions the probes use (checked by the plans above).
+#[test]
+fn every_function_of_a_real_binary_decodes() {
+    let Some(bytes) = testbins::bytes(Program::NetHttp, Variant::Stripped) else {
+        return;
+    };
+    let elf = elf::ElfImage::parse(&bytes).unwrap();
+    let table = functions::find_pclntab(&elf).unwrap();
+    let (mut decoded, mut with_rets, mut tail, mut bad) = (0, 0, Vec::new(), Vec::new());
+    for f in table.funcs() {
+        let f = f.unwrap();
+        let code = elf.bytes_at(f.entry, f.end - f.entry).unwrap();
+        let Ok(e) = disasm::exits(code, f.entry) else {
+            // Hand-written assembly that embeds data in its code, like
+            // crypto/internal/boring/sig's marker functions.
+            bad.push(f.name);
+            continue;
+        };
+        decoded += 1;
+        with_rets += usize::from(!e.rets.is_empty());
+        if !e.tail_calls.is_empty() {
+            tail.push(f.name);
+        }
+    }
+    eprintln!(
+        "{decoded} functions decoded, {with_rets} with RETs, {} with tail calls, e.g. {:?}; undecodable: {bad:?}",
+        tail.len(),
+        &tail[..tail.len().min(8)]
+    );
+    assert!(decoded > 3000 && with_rets > decoded / 2);
+    assert!(
+        bad.iter()
+            .all(|n| n.starts_with("crypto/internal/boring/sig.")),
+        "{bad:?}"
+    );
+}
+
+/// A compiler-generated wrapper for a promoted method ends with a JMP to
+/// the method: probing its returns is refused with the reason; its entry
+/// alone is fine.
+#[test]
+fn tail_calls_are_reported_not_probed() {
+    let Some(bytes) = testbins::bytes(Program::NetHttp, Variant::Full) else {
+        return;
+    };
+    let elf = elf::ElfImage::parse(&bytes).unwrap();
+    let funcs = functions::Functions::new(&elf).unwrap();
+    let info = buildinfo::read(&elf).unwrap().unwrap();
+    let resolver = offsets::Resolver::new(&elf, info.version.clone(), Default::default()).unwrap();
+    let conv = abi::call_conv(info.version.as_ref(), &info.raw_version, elf.arch());
+    let spec = |returns| -> &'static probes::ProbeSpec {
+        Box::leak(Box::new(probes::ProbeSpec {
+            id: ProbeId::HttpServer,
+            function: "context.(*timerCtx).Done",
+            if_inlined: None,
+            returns,
+            module: None,
+            structs: &[],
+            signature: abi::Signature {
+                params: &[],
+                results: &[],
+            },
+        }))
+    };
+    let e = plan::plan_probe(spec(true), &elf, &funcs, &resolver, &conv).unwrap_err();
+    let Unavailable::TailCalls { first, count, .. } = &e else {
+        panic!("{e}")
+    };
+    assert_eq!(*count, 1);
+    let (target, _) = funcs.containing(first.target).unwrap();
+    assert_eq!(target, "context.(*cancelCtx).Done");
+    assert!(e.to_string().contains("tail call"), "{e}");
+    assert!(plan::plan_probe(spec(false), &elf, &funcs, &resolver, &conv).is_ok());
+}
