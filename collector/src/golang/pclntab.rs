@@ -355,6 +355,79 @@ pub(crate) mod tests {
         out
     }
 
+    /// A Go 1.16-layout table (pointer-sized absolute entries, no
+    /// textStart), little-endian, 64-bit.
+    fn synth_116(funcs: &[(&str, u64)], end: u64) -> Vec<u8> {
+        let mut names = Vec::new();
+        let mut name_offs = Vec::new();
+        for (n, _) in funcs {
+            name_offs.push(names.len() as u32);
+            names.extend_from_slice(n.as_bytes());
+            names.push(0);
+        }
+        let header_len = 8 + 7 * 8;
+        let pcln_off = header_len + names.len();
+        let functab_len = (funcs.len() * 2 + 1) * 8;
+        let mut functab = Vec::new();
+        let mut records = Vec::new();
+        for (i, (_, entry)) in funcs.iter().enumerate() {
+            functab.extend_from_slice(&entry.to_le_bytes());
+            functab.extend_from_slice(&((functab_len + records.len()) as u64).to_le_bytes());
+            records.extend_from_slice(&entry.to_le_bytes());
+            records.extend_from_slice(&name_offs[i].to_le_bytes());
+        }
+        functab.extend_from_slice(&end.to_le_bytes());
+        let mut out = Vec::new();
+        out.extend_from_slice(&MAGIC_116.to_le_bytes());
+        out.extend_from_slice(&[0, 0, 1, 8]);
+        for w in [
+            funcs.len() as u64,
+            0,
+            header_len as u64,
+            0,
+            0,
+            0,
+            pcln_off as u64,
+        ] {
+            out.extend_from_slice(&w.to_le_bytes());
+        }
+        out.extend_from_slice(&names);
+        out.extend_from_slice(&functab);
+        out.extend_from_slice(&records);
+        out
+    }
+
+    #[test]
+    fn synthetic_116_table() {
+        let t = synth_116(&[("main.main", 0x401000), ("main.f", 0x401100)], 0x401180);
+        let p = Pclntab::parse(&t, Some(0x999)).unwrap();
+        assert_eq!(p.version(), PclnVersion::Go116);
+        let funcs: Vec<_> = p.funcs().collect::<Result<_, _>>().unwrap();
+        assert_eq!(
+            funcs,
+            vec![
+                PclnFunc {
+                    name: "main.main",
+                    entry: 0x401000,
+                    end: 0x401100
+                },
+                PclnFunc {
+                    name: "main.f",
+                    entry: 0x401100,
+                    end: 0x401180
+                },
+            ]
+        );
+        // A record whose entry disagrees with the table is refused.
+        let mut bad = t.clone();
+        let n = bad.len();
+        bad[n - 12] ^= 1;
+        assert!(matches!(
+            Pclntab::parse(&bad, None).unwrap().func(1),
+            Err(PclntabError::BadFunc { index: 1, .. })
+        ));
+    }
+
     #[test]
     fn synthetic_118_table() {
         let t = synth_118(&[("main.a", 0), ("main.b", 0x40)], 0x80, 0x401000);

@@ -130,6 +130,70 @@ fn p_dir(p: Program) -> &'static str {
     }
 }
 
+/// Go 1.13-1.17 wrote build info as pointers to string headers. Rewrite a
+/// real Go 1.19 binary's blob that way (headers and strings placed in the
+/// data segment right after it) and read it back.
+#[test]
+fn build_info_pointer_format() {
+    let Some(mut bytes) = testbins::bytes(Program::NetHttp, Variant::Stripped) else {
+        return;
+    };
+    let (addr, off, inline) = {
+        let elf = elf::ElfImage::parse(&bytes).unwrap();
+        let addr = elf.section_address(".go.buildinfo").unwrap();
+        let off = elf.file_offset(addr).unwrap() as usize;
+        let info = buildinfo::read(&elf).unwrap().unwrap();
+        (addr, off, info)
+    };
+    let modinfo = {
+        // Re-frame the modinfo text as the linker does.
+        let mut m = b"0w\xaf\x0c\x92t\x08\x02A\xe1\xc1\x07\xe6\xd6\x18\xe6".to_vec();
+        m.extend_from_slice(
+            format!(
+                "path\t{}\nbuild\tGOARCH=amd64\n",
+                inline.path.as_deref().unwrap()
+            )
+            .as_bytes(),
+        );
+        m.extend_from_slice(b"\xf92C1\x86\x18 r\x00\x82B\x10A\x16\xd8\xf2");
+        m
+    };
+    let version = b"go1.16.15";
+    let word = |b: &mut Vec<u8>, at: usize, v: u64| b[at..at + 8].copy_from_slice(&v.to_le_bytes());
+    bytes[off + 15] = 0; // little-endian, pointers
+    word(&mut bytes, off + 16, addr + 32); // -> version string header
+    word(&mut bytes, off + 24, addr + 48); // -> modinfo string header
+    word(&mut bytes, off + 32, addr + 64);
+    word(&mut bytes, off + 40, version.len() as u64);
+    word(&mut bytes, off + 48, addr + 80);
+    word(&mut bytes, off + 56, modinfo.len() as u64);
+    bytes[off + 64..off + 64 + version.len()].copy_from_slice(version);
+    bytes[off + 80..off + 80 + modinfo.len()].copy_from_slice(&modinfo);
+    let elf = elf::ElfImage::parse(&bytes).unwrap();
+    let info = buildinfo::read(&elf).unwrap().unwrap();
+    assert_eq!(info.source, buildinfo::VersionSource::BuildInfoPointers);
+    assert_eq!(info.raw_version, "go1.16.15");
+    assert_eq!(info.path, inline.path);
+    assert_eq!(info.setting("GOARCH"), Some("amd64"));
+    // And such a binary gets no uprobes, with the reason.
+    let plan = plan::plan_bytes(&bytes, target("go116")).unwrap();
+    for p in &plan.probes {
+        if let Err(Unavailable::Abi(e)) = &p.outcome {
+            assert!(
+                e.to_string()
+                    .contains("go1.16.15 passes arguments on the stack"),
+                "{e}"
+            );
+        } else if !matches!(p.outcome, Err(Unavailable::NotLinked { .. })) {
+            panic!("{:?}: {:?}", p.id(), p.outcome);
+        }
+    }
+    assert!(matches!(
+        plan.go.call_conv,
+        Err(abi::AbiError::StackAbi { .. })
+    ));
+}
+
 #[test]
 fn grpc_version_from_user_agent() {
     for v in [Variant::Full, Variant::Stripped] {
