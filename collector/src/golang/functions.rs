@@ -146,16 +146,22 @@ impl<'a> Functions<'a> {
     }
 }
 
-/// `.gopclntab` by section name, else (section headers gone) by searching
-/// read-only segments for a header that parses and whose first function
-/// record is consistent.
+/// Section names of the function table: position-independent builds put it
+/// in the RELRO segment.
+const PCLNTAB_SECTIONS: [&str; 2] = [".gopclntab", ".data.rel.ro.gopclntab"];
+
+/// The function table by section name, else (section headers gone) by
+/// searching the non-executable segments for a header that parses and whose
+/// first and last function records are consistent.
 pub fn find_pclntab<'a>(elf: &ElfImage<'a>) -> Result<Pclntab<'a>, PclntabError> {
     let text = elf.section_address(".text");
-    if let Some(data) = elf.section_file_bytes(".gopclntab") {
-        return Pclntab::parse(data, text);
+    for name in PCLNTAB_SECTIONS {
+        if let Some(data) = elf.section_file_bytes(name) {
+            return Pclntab::parse(data, text);
+        }
     }
     for seg in elf.load_segments() {
-        if seg.writable() || seg.executable() {
+        if seg.executable() {
             continue;
         }
         let Ok(bytes) = elf.bytes_at(seg.vaddr, seg.file_size) else {

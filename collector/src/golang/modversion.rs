@@ -50,12 +50,12 @@ pub fn module_version(elf: &ElfImage<'_>, info: &BuildInfo, module: &str) -> Opt
     None
 }
 
-/// `X.Y.Z` from `grpc-go/X.Y.Z` in the read-only data; `None` if absent or
+/// `X.Y.Z` from `grpc-go/X.Y.Z` in the binary's data; `None` if absent or
 /// if different versions appear.
 pub fn grpc_user_agent_version(elf: &ElfImage<'_>) -> Option<String> {
     let mut found: Option<String> = None;
     for seg in elf.load_segments() {
-        if seg.writable() || seg.executable() {
+        if seg.executable() {
             continue;
         }
         let Ok(bytes) = elf.bytes_at(seg.vaddr, seg.file_size) else {

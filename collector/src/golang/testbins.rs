@@ -80,7 +80,12 @@ fn go_available() -> bool {
                 !in_ci(),
                 "`go` is not installed, and CI=true: the Go binary analysis tests need it (./x setup installs golang-go)"
             );
-            eprintln!("SKIPPED: `go` is not installed (./x setup installs golang-go); Go binary analysis tests on real binaries skipped");
+            // Straight to stderr, past the test harness's capture: once.
+            let _ = std::io::Write::write_all(
+                &mut std::io::stderr(),
+                b"SKIPPED: `go` is not installed (./x setup installs golang-go); \
+                  Go binary analysis tests on real binaries skipped\n",
+            );
         }
         ok
     })

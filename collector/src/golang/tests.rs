@@ -72,6 +72,16 @@ fn unavailable(plan: &Plan, id: ProbeId) -> &Unavailable {
     }
 }
 
+/// Every program plain and stripped; a position-independent build of the
+/// net/http one only (a PIE build recompiles the standard library: ~20 s a
+/// program on a fresh machine).
+fn variants(p: Program) -> Vec<Variant> {
+    match p {
+        Program::NetHttp => vec![Variant::Full, Variant::Stripped, Variant::Pie],
+        _ => vec![Variant::Full, Variant::Stripped],
+    }
+}
+
 const HTTP_PROBES: [ProbeId; 4] = [
     ProbeId::HttpServer,
     ProbeId::HttpClientDo,
@@ -87,7 +97,7 @@ const GRPC_PROBES: [ProbeId; 3] = [
 #[test]
 fn go_version_and_build_info() {
     for p in Program::ALL {
-        for v in [Variant::Full, Variant::Stripped, Variant::Pie] {
+        for v in variants(p) {
             let Some(bytes) = testbins::bytes(p, v) else {
                 return;
             };
@@ -363,11 +373,18 @@ fn wanted_functions_found_and_plans_identical_when_stripped() {
 #[test]
 fn return_sites_are_real_rets() {
     for p in Program::ALL {
-        for v in [Variant::Full, Variant::Stripped, Variant::Pie] {
+        for v in variants(p) {
             let Some((bytes, plan)) = plan_of(p, v) else {
                 return;
             };
             let elf = elf::ElfImage::parse(&bytes).unwrap();
+            assert_eq!(plan.go.pie, v == Variant::Pie);
+            let want = if p == Program::Grpc {
+                2
+            } else {
+                HTTP_PROBES.len()
+            };
+            assert!(plan.ready().count() >= want, "{plan}");
             let funcs = functions::Functions::new(&elf).unwrap();
             for (spec, a) in plan.ready() {
                 let functions::Lookup::Found(f) = funcs.lookup(a.function) else {
@@ -870,4 +887,36 @@ fn tail_calls_are_reported_not_probed() {
     assert_eq!(target, "context.(*cancelCtx).Done");
     assert!(e.to_string().contains("tail call"), "{e}");
     assert!(plan::plan_probe(spec(false), &elf, &funcs, &resolver, &conv).is_ok());
+}
+
+/// Without section headers the function table is found by its header, in
+/// a plain and in a position-independent binary (where it is in RELRO).
+#[test]
+fn function_table_found_without_section_headers() {
+    for v in [Variant::Stripped, Variant::Pie] {
+        let Some(mut bytes) = testbins::bytes(Program::NetHttp, v) else {
+            return;
+        };
+        let (want, pcln_off) = {
+            let elf = elf::ElfImage::parse(&bytes).unwrap();
+            let t = functions::find_pclntab(&elf).unwrap();
+            let off = t.data().as_ptr() as usize - bytes.as_ptr() as usize;
+            (t.len(), off)
+        };
+        // Break the section name lookup: rename the section in the string table.
+        let name = if v == Variant::Pie {
+            &b".data.rel.ro.gopclntab"[..]
+        } else {
+            &b".gopclntab"[..]
+        };
+        let at = memchr::memmem::find(&bytes, &[name, b"\0"].concat()).unwrap();
+        bytes[at + name.len() - 4..at + name.len()].copy_from_slice(b"XXXX");
+        let elf = elf::ElfImage::parse(&bytes).unwrap();
+        let t = functions::find_pclntab(&elf).unwrap();
+        assert_eq!(t.len(), want, "{v:?}");
+        assert_eq!(
+            t.data().as_ptr() as usize - bytes.as_ptr() as usize,
+            pcln_off
+        );
+    }
 }
