@@ -920,3 +920,43 @@ fn function_table_found_without_section_headers() {
         );
     }
 }
+
+#[test]
+#[ignore = "prints plans and timings for a report"]
+fn print_plans() {
+    for p in Program::ALL {
+        for v in variants(p) {
+            let Some(bytes) = testbins::bytes(p, v) else {
+                return;
+            };
+            let t = std::time::Instant::now();
+            let plan = plan::plan_bytes(&bytes, target(&format!("{p:?}-{v:?}"))).unwrap();
+            println!(
+                "{plan}  ({} bytes, planned in {:?})",
+                bytes.len(),
+                t.elapsed()
+            );
+            if v == Variant::Full && p == Program::Grpc {
+                let elf = elf::ElfImage::parse(&bytes).unwrap();
+                let funcs = functions::Functions::new(&elf).unwrap();
+                for name in [
+                    "google.golang.org/grpc/internal/transport.(*http2Server).operateHeaders",
+                    "google.golang.org/grpc/internal/transport.(*loopyWriter).writeHeader",
+                ] {
+                    let functions::Lookup::Found(f) = funcs.lookup(name) else {
+                        panic!()
+                    };
+                    let e = disasm::exits(elf.bytes_at(f.entry, f.end - f.entry).unwrap(), f.entry)
+                        .unwrap();
+                    println!(
+                        "{name}: {:#x}, {} bytes, {} RETs, {} tail calls",
+                        f.entry,
+                        f.end - f.entry,
+                        e.rets.len(),
+                        e.tail_calls.len()
+                    );
+                }
+            }
+        }
+    }
+}
