@@ -118,6 +118,10 @@ pub enum VersionSource {
     BuildInfoPointers,
     /// `runtime.buildVersion` through `.symtab`.
     RuntimeBuildVersion,
+    /// None found, but the binary has a Go function table: Go, of an
+    /// unknown version (e.g. a stripped Go < 1.18 position-independent
+    /// binary, whose build info pointers are only filled in at load time).
+    Unknown,
 }
 
 /// A module, as build info records it.
@@ -159,6 +163,19 @@ pub struct BuildInfo {
 }
 
 impl BuildInfo {
+    /// A Go binary whose build info could not be found.
+    pub fn unknown() -> Self {
+        Self {
+            raw_version: "unknown Go version (no build info)".to_string(),
+            version: None,
+            source: VersionSource::Unknown,
+            path: None,
+            main: None,
+            deps: Vec::new(),
+            settings: Vec::new(),
+        }
+    }
+
     /// A dependency by module path.
     pub fn dep(&self, path: &str) -> Option<&Module> {
         self.deps.iter().find(|m| m.path == path)

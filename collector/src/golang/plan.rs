@@ -16,10 +16,10 @@ use std::{
 
 use super::{
     abi::{self, AbiError, CallConv, GOROUTINE_REG, Located, Reg},
-    buildinfo::{self, BuildInfoError, GoVersion, VersionSource},
+    buildinfo::{self, BuildInfo, BuildInfoError, GoVersion, VersionSource},
     disasm::{self, DisasmError, TailCall},
     elf::{BuildIds, ElfError, ElfImage},
-    functions::{FuncSource, Function, Functions, Lookup},
+    functions::{self, FuncSource, Function, Functions, Lookup},
     modversion::{self, ModuleVersion},
     offsets::{self, GRPC_MODULE, Layout, OffsetsError, Resolver, VersionKey, XNET_MODULE},
     pclntab::PclntabError,
@@ -288,12 +288,15 @@ pub fn plan_bytes(data: &[u8], target: Target) -> Result<Plan, PlanError> {
         Err(ElfError::NotElf) => return Err(PlanError::NotElf { path }),
         Err(source) => return Err(PlanError::Elf { path, source }),
     };
-    let info = buildinfo::read(&elf)
-        .map_err(|source| PlanError::BuildInfo {
-            path: path.clone(),
-            source,
-        })?
-        .ok_or_else(|| PlanError::NotGo { path: path.clone() })?;
+    let info = match buildinfo::read(&elf).map_err(|source| PlanError::BuildInfo {
+        path: path.clone(),
+        source,
+    })? {
+        Some(info) => info,
+        // Without build info, a Go function table still says "Go".
+        None if functions::find_pclntab(&elf).is_ok() => BuildInfo::unknown(),
+        None => return Err(PlanError::NotGo { path }),
+    };
     let functions = Functions::new(&elf).map_err(|source| PlanError::Functions {
         path: path.clone(),
         source,

@@ -960,3 +960,25 @@ fn print_plans() {
         }
     }
 }
+
+/// A Go binary whose build info is unreadable is still Go (its function
+/// table says so), of an unknown version: no probes, with the reason.
+#[test]
+fn go_without_build_info_is_go_of_unknown_version() {
+    let Some(mut bytes) = testbins::bytes(Program::NetHttp, Variant::Stripped) else {
+        return;
+    };
+    let at = memchr::memmem::find(&bytes, b"\xff Go buildinf:").unwrap();
+    bytes[at + 1] = b'X';
+    let plan = plan::plan_bytes(&bytes, target("no-buildinfo")).unwrap();
+    assert_eq!(plan.go.version_source, buildinfo::VersionSource::Unknown);
+    assert!(matches!(
+        plan.go.call_conv,
+        Err(abi::AbiError::UnknownVersion { .. })
+    ));
+    let e = unavailable(&plan, ProbeId::HttpServer);
+    assert!(
+        e.to_string().contains("cannot tell the calling convention"),
+        "{e}"
+    );
+}
