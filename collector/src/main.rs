@@ -7,6 +7,7 @@ mod clock;
 mod events;
 mod filter;
 mod format;
+mod golang;
 mod live;
 mod loader;
 mod pipeline;

@@ -40,6 +40,10 @@ enum Cmd {
         golden: bool,
         names: Vec<String>,
     },
+    /// Print the Go struct offsets table (collector/src/golang/offsets.rs
+    /// `TABLE`) from the DWARF of Go test programs built with this
+    /// machine's Go and Go libraries.
+    GoOffsets,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -54,7 +58,38 @@ fn main() -> anyhow::Result<()> {
             golden: true,
             names,
         } => fixtures::golden(&names),
+        Cmd::GoOffsets => go_offsets(),
     }
+}
+
+/// The table is printed by an ignored test of the collector, which has the
+/// DWARF reader and the test programs' build helper.
+fn go_offsets() -> anyhow::Result<()> {
+    let out = Command::new(env!("CARGO"))
+        .args(["test", "-q", "-p", "collector", "--bin", "sniff", "--"])
+        .args([
+            "--ignored",
+            "--exact",
+            "--nocapture",
+            "golang::tests::print_offsets_table",
+        ])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("running cargo test")?;
+    if !out.status.success() {
+        bail!("printing the offsets table failed");
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let table: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.starts_with("    TableEntry {"))
+        .take_while(|l| l.starts_with("    "))
+        .collect();
+    if table.is_empty() {
+        bail!("no table printed (is `go` installed? ./x setup)");
+    }
+    println!("{}", table.join("\n").trim_end());
+    Ok(())
 }
 
 fn test(args: &[String]) -> anyhow::Result<()> {

@@ -1,0 +1,52 @@
+// A grpc-go server and client in one binary (the standard health service,
+// which Debian's golang-google-grpc-dev ships with generated code), for
+// sniff's Go binary analysis tests. Go 1.19, GOPATH mode.
+//
+//	grpc [ADDR]    serve on ADDR (default 127.0.0.1:0); each line read on
+//	               stdin makes one Check call to ourselves
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"os"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+)
+
+func main() {
+	addr := "127.0.0.1:0"
+	if len(os.Args) > 1 {
+		addr = os.Args[1]
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	srv := grpc.NewServer()
+	healthpb.RegisterHealthServer(srv, health.NewServer())
+	go srv.Serve(ln)
+	fmt.Println(ln.Addr().String())
+
+	conn, err := grpc.Dial(ln.Addr().String(), grpc.WithInsecure())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	client := healthpb.NewHealthClient(conn)
+	lines := bufio.NewScanner(os.Stdin)
+	for lines.Scan() {
+		resp, err := client.Check(context.Background(), &healthpb.HealthCheckRequest{})
+		if err != nil {
+			fmt.Println("error:", err)
+			continue
+		}
+		fmt.Println(resp.GetStatus())
+	}
+	srv.Stop()
+}
