@@ -101,6 +101,7 @@ impl<W: Write> Sink for HttpSink<W> {
             "conns_full": stats.get(stat::CONNS_FULL),
             "lost_conn": stats.get(stat::LOST_CONN),
             "kernel_read_failures": stats.get(stat::KERNEL_READ_FAILURES),
+            "proto_rejected": stats.get(stat::PROTO_REJECTED),
             "malformed_records": malformed,
             "connections": p.connections,
             "http_connections": p.http_connections,
