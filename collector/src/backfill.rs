@@ -27,10 +27,13 @@ const DUMP_EVERY: Duration = Duration::from_millis(200);
 const OWNERS_EVERY: Duration = Duration::from_secs(1);
 /// A connection whose peer is still unknown is retried for this long.
 const RETRY_FOR: Duration = Duration::from_secs(3);
+/// Peer lookups (a sock_diag query, perhaps a walk of /proc) per second at
+/// most.
+const LOOKUPS_PER_SECOND: u32 = 50;
 
 pub struct Backfill {
     local_ips: HashSet<IpAddr>,
-    dump: Vec<TcpSocket>,
+    dump: Dump,
     dumped_at: Option<Instant>,
     owners: HashMap<u64, (u32, String)>,
     owners_at: Option<Instant>,
@@ -47,6 +50,10 @@ pub struct Backfill {
     /// other direction than these (see [`Backfill::on_event`]).
     await_reply: HashMap<ConnKey, Direction>,
     pub errors: u64,
+    budget: u32,
+    budget_since: Instant,
+    /// Peer lookups skipped because the budget was spent.
+    pub skipped_lookups: u64,
 }
 
 impl Default for Backfill {
@@ -59,7 +66,7 @@ impl Backfill {
     pub fn new() -> Backfill {
         Backfill {
             local_ips: local_ips(),
-            dump: Vec::new(),
+            dump: Dump::default(),
             dumped_at: None,
             owners: HashMap::new(),
             owners_at: None,
@@ -70,6 +77,9 @@ impl Backfill {
             pending: Vec::new(),
             await_reply: HashMap::new(),
             errors: 0,
+            budget: LOOKUPS_PER_SECOND,
+            budget_since: Instant::now(),
+            skipped_lookups: 0,
         }
     }
 
@@ -85,16 +95,14 @@ impl Backfill {
             return;
         }
         match sock_diag::dump_tcp() {
-            Ok(d) => self.dump = d,
+            Ok(d) => self.dump = Dump::new(d),
             Err(_) => self.errors += 1,
         }
         self.dumped_at = Some(Instant::now());
     }
 
     fn find(&self, local: SocketAddr, remote: SocketAddr) -> Option<&TcpSocket> {
-        self.dump
-            .iter()
-            .find(|s| same(s.local, local) && same(s.remote, remote))
+        self.dump.find(local, remote)
     }
 
     /// Metadata to add after an event: for new connections, what sock_diag
@@ -151,6 +159,14 @@ impl Backfill {
         }
     }
 
+    /// No more of this connection's bytes will come (it is muted): nothing
+    /// to resolve for it. Its addresses stay known, for pairing.
+    pub fn muted(&mut self, key: ConnKey) {
+        self.unresolved.remove(&key);
+        self.pending.retain(|(c, _)| c.common.key != key);
+        self.await_reply.remove(&key);
+    }
+
     fn forget(&mut self, key: ConnKey) {
         if let Some(pair) = self.addrs.remove(&key)
             && self.captured.get(&pair) == Some(&key)
@@ -196,7 +212,7 @@ impl Backfill {
             // (A closed socket lingers as a TIME_WAIT entry with inode 0:
             // that is not ours.)
             let lookup = |b: &Backfill| match inode {
-                Some(i) => b.dump.iter().find(|s| s.inode as u64 == i).cloned(),
+                Some(i) => b.dump.by_inode(i).cloned(),
                 None => b.find(local, remote).filter(|s| s.inode != 0).cloned(),
             };
             if lookup(self).is_none() {
@@ -208,20 +224,19 @@ impl Backfill {
             // the listening sockets, which outlive their connections.
             let found = lookup(self);
             update.tcp_state = Some(found.as_ref().map_or(c.tcp_state, |s| s.state));
-            if !self.dump.is_empty() {
-                let listening = self.dump.iter().any(|l| {
-                    l.state == TCP_LISTEN
-                        && l.local.port() == local.port()
+            if !self.dump.sockets.is_empty() {
+                let listening = self.dump.listeners.iter().any(|l| {
+                    l.local.port() == local.port()
                         && (l.local.ip().is_unspecified() || same_ip(l.local.ip(), local.ip()))
                 });
                 update.role = Some(if listening { "server" } else { "client" }.to_string());
             }
         }
         if self.is_local(remote.ip()) && !self.captured.contains_key(&(remote, local)) {
-            match self.peer_of(local, remote) {
-                Some(peer) => update.peer = Some(peer),
-                None => self.pending.push((c.clone(), Instant::now())),
-            }
+            // The other end is on this host but not captured (yet: a
+            // client sends before the server has accepted). Look it up
+            // when the reply comes, or at the next retry.
+            self.pending.push((c.clone(), Instant::now()));
         }
         if update.role.is_some() || update.peer.is_some() {
             out.push(update);
@@ -234,10 +249,17 @@ impl Backfill {
         let Some(i) = self.pending.iter().position(|(c, _)| c.common.key == key) else {
             return Vec::new();
         };
-        let (Some(local), Some(remote)) = (self.pending[i].0.local, self.pending[i].0.remote)
-        else {
+        let (Some(local), Some(remote)) = (
+            self.pending[i].0.local.map(canonical_addr),
+            self.pending[i].0.remote.map(canonical_addr),
+        ) else {
             return Vec::new();
         };
+        if self.captured.contains_key(&(remote, local)) {
+            // Its peer was announced meanwhile: the pipeline pairs them.
+            self.pending.swap_remove(i);
+            return Vec::new();
+        }
         match self.peer_of(local, remote) {
             Some(peer) => {
                 self.pending.swap_remove(i);
@@ -286,12 +308,22 @@ impl Backfill {
     }
 
     fn peer_of(&mut self, local: SocketAddr, remote: SocketAddr) -> Option<Peer> {
-        self.refresh_dump(self.find(remote, local).is_none());
+        // Each lookup costs a netlink query and maybe a walk of /proc: at
+        // most LOOKUPS_PER_SECOND of them, so a burst of new connections
+        // can never slow the reading of events (their peers stay unnamed).
+        let now = Instant::now();
+        if now.duration_since(self.budget_since) >= Duration::from_secs(1) {
+            self.budget_since = now;
+            self.budget = LOOKUPS_PER_SECOND;
+        }
+        if self.budget == 0 {
+            self.skipped_lookups += 1;
+            return None;
+        }
+        self.budget -= 1;
         let inode = match self.find(remote, local).filter(|s| s.inode != 0) {
             Some(s) => s.inode as u64,
-            // Newer than the last dump (dumps are rate-limited), or not
-            // accepted yet when it was taken (inode 0): ask for that one
-            // socket.
+            // Newer than the last dump: ask for that one socket.
             None => match sock_diag::find_tcp(remote, local) {
                 Ok(s) => s?.inode as u64,
                 Err(_) => {
@@ -313,8 +345,9 @@ impl Backfill {
                 let port = remote.port();
                 let mut likely: Vec<u32> = self
                     .dump
+                    .listeners
                     .iter()
-                    .filter(|s| s.state == TCP_LISTEN && s.local.port() == port)
+                    .filter(|s| s.local.port() == port)
                     .filter_map(|s| self.owners.get(&(s.inode as u64)).map(|o| o.0))
                     .collect();
                 likely.extend(
@@ -347,6 +380,61 @@ impl Backfill {
     }
 }
 
+/// One read of the host's TCP socket table, indexed: lookups stay O(1) on
+/// hosts with tens of thousands of sockets.
+#[derive(Default)]
+struct Dump {
+    sockets: Vec<TcpSocket>,
+    /// (local, remote), v4-mapped addresses as IPv4 -> index. Live sockets
+    /// win over TIME_WAIT leftovers (inode 0) of the same pair.
+    by_pair: HashMap<(SocketAddr, SocketAddr), usize>,
+    by_inode: HashMap<u32, usize>,
+    listeners: Vec<TcpSocket>,
+}
+
+impl Dump {
+    fn new(sockets: Vec<TcpSocket>) -> Dump {
+        let mut by_pair: HashMap<(SocketAddr, SocketAddr), usize> =
+            HashMap::with_capacity(sockets.len());
+        let mut by_inode = HashMap::with_capacity(sockets.len());
+        let mut listeners = Vec::new();
+        for (i, s) in sockets.iter().enumerate() {
+            if s.state == TCP_LISTEN {
+                listeners.push(s.clone());
+                continue;
+            }
+            let key = (canonical_addr(s.local), canonical_addr(s.remote));
+            match by_pair.get(&key) {
+                Some(&j) if sockets[j].inode != 0 => {}
+                _ => {
+                    by_pair.insert(key, i);
+                }
+            }
+            if s.inode != 0 {
+                by_inode.insert(s.inode, i);
+            }
+        }
+        Dump {
+            sockets,
+            by_pair,
+            by_inode,
+            listeners,
+        }
+    }
+
+    fn find(&self, local: SocketAddr, remote: SocketAddr) -> Option<&TcpSocket> {
+        let i = *self
+            .by_pair
+            .get(&(canonical_addr(local), canonical_addr(remote)))?;
+        self.sockets.get(i)
+    }
+
+    fn by_inode(&self, inode: u64) -> Option<&TcpSocket> {
+        let i = *self.by_inode.get(&u32::try_from(inode).ok()?)?;
+        self.sockets.get(i)
+    }
+}
+
 /// IPv4-mapped IPv6 addresses compare equal to their IPv4 form.
 fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
@@ -361,10 +449,6 @@ fn v4_mapped_loopback(ip: IpAddr) -> bool {
 
 fn same_ip(a: IpAddr, b: IpAddr) -> bool {
     canonical(a) == canonical(b)
-}
-
-fn same(a: SocketAddr, b: SocketAddr) -> bool {
-    a.port() == b.port() && same_ip(a.ip(), b.ip())
 }
 
 /// Addresses of this host's interfaces.
@@ -459,7 +543,12 @@ mod tests {
             u.tcp_state.map(sock_diag::tcp_state_name),
             Some("ESTABLISHED")
         );
-        assert_eq!(u.peer.as_ref().map(|p| p.pid), Some(me));
+        // The peer is looked up later (its reply, or the next retry), not
+        // on the first bytes.
+        assert_eq!(u.peer, None);
+        let later = b.retry();
+        assert_eq!(later.len(), 1);
+        assert_eq!(later[0].peer.as_ref().map(|p| p.pid), Some(me));
         // The client end: its peer (the server end) is captured now, so no
         // lookup is needed and none is reported.
         let c2 = conn(
@@ -520,7 +609,7 @@ mod tests {
     fn mapped_addresses_compare_equal() {
         let a: SocketAddr = "[::ffff:127.0.0.1]:80".parse().unwrap();
         let b: SocketAddr = "127.0.0.1:80".parse().unwrap();
-        assert!(same(a, b));
+        assert_eq!(canonical_addr(a), b);
         assert!(v4_mapped_loopback(a.ip()));
     }
 }

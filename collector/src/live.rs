@@ -38,10 +38,17 @@ fn monotonic_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+/// How often idle connections are looked at (flushed and compacted) and
+/// unresolved peers retried: often enough that a reply's metadata lands
+/// promptly, rarely enough that a scan of every tracked connection costs
+/// nothing under load.
+const TICK_EVERY_NS: u64 = 100_000_000;
+
 pub struct HttpSink<W: Write> {
     pipeline: Pipeline<W>,
     backfill: Backfill,
     json: bool,
+    last_tick: u64,
 }
 
 impl<W: Write> HttpSink<W> {
@@ -51,6 +58,7 @@ impl<W: Write> HttpSink<W> {
             pipeline: Pipeline::new(config.unwrap_or_default(), filters, renderer, out),
             backfill: Backfill::new(),
             json,
+            last_tick: 0,
         }
     }
 }
@@ -75,10 +83,14 @@ impl<W: Write> Sink for HttpSink<W> {
     }
 
     fn tick(&mut self) -> io::Result<()> {
-        for m in self.backfill.retry() {
-            self.pipeline.input(&Input::Meta(&m))?;
+        let now = monotonic_ns();
+        if now >= self.last_tick + TICK_EVERY_NS {
+            self.last_tick = now;
+            for m in self.backfill.retry() {
+                self.pipeline.input(&Input::Meta(&m))?;
+            }
+            self.pipeline.input(&Input::Tick(now))?;
         }
-        self.pipeline.input(&Input::Tick(monotonic_ns()))?;
         self.pipeline.flush_output()
     }
 
@@ -123,7 +135,11 @@ impl<W: Write> Sink for HttpSink<W> {
     }
 
     fn muted(&mut self) -> Vec<ConnKey> {
-        self.pipeline.take_muted()
+        let keys = self.pipeline.take_muted();
+        for k in &keys {
+            self.backfill.muted(*k);
+        }
+        keys
     }
 
     fn summary(&self) -> Option<String> {
@@ -156,6 +172,7 @@ pub struct RecordSink {
     backfill: Backfill,
     max_bytes: Option<u64>,
     stop: Arc<AtomicBool>,
+    last_tick: u64,
 }
 
 impl RecordSink {
@@ -169,6 +186,7 @@ impl RecordSink {
             backfill: Backfill::new(),
             max_bytes,
             stop,
+            last_tick: 0,
         }
     }
 
@@ -198,10 +216,15 @@ impl Sink for RecordSink {
     }
 
     fn tick(&mut self) -> io::Result<()> {
+        let now = monotonic_ns();
+        if now < self.last_tick + TICK_EVERY_NS {
+            return Ok(());
+        }
+        self.last_tick = now;
         for m in self.backfill.retry() {
             self.writer.meta(&m)?;
         }
-        self.writer.tick(monotonic_ns())
+        self.writer.tick(now)
     }
 
     fn stats(&mut self, _stats: &KernelStats, _malformed: u64) -> io::Result<()> {

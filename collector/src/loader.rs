@@ -295,6 +295,10 @@ impl Probes {
             attached += 1;
         }
 
+        // Parsing kernel BTF and the object took megabytes that are free
+        // now: give them back, so a long-running sniff stays small.
+        // SAFETY: malloc_trim only releases free heap memory.
+        unsafe { libc::malloc_trim(0) };
         let ring = RingBuf::try_from(take(&mut ebpf, "EVENTS")?).map_err(map_error("EVENTS"))?;
         let stats = PerCpuArray::try_from(take(&mut ebpf, "STATS")?).map_err(map_error("STATS"))?;
         let conns = BpfHashMap::try_from(take(&mut ebpf, "CONNS")?).map_err(map_error("CONNS"))?;

@@ -141,9 +141,10 @@ struct CaptureArgs {
     #[arg(long, value_name = "SIZE", default_value = "256K", value_parser = parse_cap)]
     max_bytes_per_syscall: u32,
 
-    /// Kernel-to-user ring buffer size (a power of two, e.g. 16M, 64M).
-    /// Bigger absorbs longer bursts.
-    #[arg(long, value_name = "SIZE", default_value = "16M", value_parser = parse_ring)]
+    /// Kernel-to-user ring buffer size (a power of two, e.g. 8M, 64M).
+    /// Bigger absorbs longer bursts; it is mapped twice, so it counts
+    /// double in sniff's resident memory.
+    #[arg(long, value_name = "SIZE", default_value = "8M", value_parser = parse_ring)]
     ring_size: u32,
 
     /// Seconds between loss reports on stderr (only when something was lost)

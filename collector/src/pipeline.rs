@@ -65,7 +65,12 @@ pub enum Input<'a> {
 
 struct Tracked {
     meta: ConnMeta,
-    parser: Connection,
+    /// Made at the connection's first bytes: sockets that never carry any
+    /// (idle, muted, rejected by the kernel's protocol check) cost only
+    /// their metadata.
+    parser: Option<Box<Connection>>,
+    /// Joined mid-way (the parser starts in late-join mode).
+    late: bool,
     /// The other end is captured too (it reports the exchanges; see
     /// [`Pipeline::both_sides`]).
     peer_traced: bool,
@@ -113,6 +118,8 @@ pub struct Pipeline<W: Write> {
     /// Connections whose bytes are no longer needed (folded server ends,
     /// not HTTP): the live capture tells the kernel to stop sending them.
     mute: Vec<ConnKey>,
+    /// Folded server ends (see [`Pipeline::fold`]).
+    folded: rustc_hash::FxHashSet<ConnKey>,
 }
 
 impl<W: Write> Pipeline<W> {
@@ -129,6 +136,7 @@ impl<W: Write> Pipeline<W> {
             scratch: Vec::new(),
             stats: PipelineStats::default(),
             mute: Vec::new(),
+            folded: Default::default(),
         }
     }
 
@@ -164,13 +172,13 @@ impl<W: Write> Pipeline<W> {
                 let key = c.common.key;
                 let meta = ConnMeta {
                     key,
-                    comm: c.common.comm.to_string(),
+                    comm: c.common.comm,
                     local: c.local,
                     remote: c.remote,
                     peer: None,
                     role: match c.role {
-                        Role::Client => Some("client".to_string()),
-                        Role::Server => Some("server".to_string()),
+                        Role::Client => Some("client"),
+                        Role::Server => Some("server"),
                         Role::Unknown => None,
                     },
                     tcp_state: None,
@@ -180,25 +188,29 @@ impl<W: Write> Pipeline<W> {
                     // what was in flight ends here.
                     self.finish_conn(key, old, c.common.ts_ns)?;
                 }
+                self.folded.remove(&key);
                 self.track(key, meta, late, c.common.ts_ns);
                 if c.role == Role::Server
                     && let Some(t) = self.conns.get_mut(&key)
                 {
                     t.accepted = true;
                     if t.peer_traced && !self.both_sides {
-                        self.mute.push(key);
+                        self.fold(key);
                     }
                 }
                 Ok(())
             }
             Event::Data(d) => {
                 let key = d.common.key;
+                if self.folded.contains(&key) {
+                    return Ok(());
+                }
                 if !self.conns.contains_key(&key) {
                     // Its announcement was lost (ring buffer full): track it
                     // as joined mid-way, addresses unknown.
                     let meta = ConnMeta {
                         key,
-                        comm: d.common.comm.to_string(),
+                        comm: d.common.comm,
                         local: None,
                         remote: None,
                         peer: None,
@@ -207,29 +219,29 @@ impl<W: Write> Pipeline<W> {
                     };
                     self.track(key, meta, true, d.common.ts_ns);
                 }
-                let both_sides = self.both_sides;
                 let Some(t) = self.conns.get_mut(&key) else {
                     return Ok(());
                 };
-                if t.accepted && t.peer_traced && !both_sides {
-                    // The client end of this connection is captured and
-                    // reports its exchanges: decoding this end too would
-                    // only produce the same exchanges again.
-                    return Ok(());
-                }
                 t.last_ns = d.common.ts_ns;
                 t.flushed = false;
                 let mut out = std::mem::take(&mut self.scratch);
+                let config = &self.config;
+                let parser = t.parser.get_or_insert_with(|| {
+                    Box::new(if t.late {
+                        Connection::new_late(config)
+                    } else {
+                        Connection::new(config)
+                    })
+                });
                 if !d.payload.is_empty() {
-                    t.parser
-                        .data(d.direction, d.pos, d.common.ts_ns, d.payload, &mut out);
+                    parser.data(d.direction, d.pos, d.common.ts_ns, d.payload, &mut out);
                 }
                 let missing = d.missing_after();
                 if missing > 0 {
                     let at = d.pos + d.payload.len() as u64;
-                    t.parser.lost(d.direction, at, missing, &mut out);
+                    parser.lost(d.direction, at, missing, &mut out);
                 }
-                if t.parser.detected() == Detected::NotHttp && !t.muted {
+                if parser.detected() == Detected::NotHttp && !t.muted {
                     t.muted = true;
                     self.mute.push(key);
                 }
@@ -238,12 +250,14 @@ impl<W: Write> Pipeline<W> {
                 r
             }
             Event::Close(c) => {
+                self.folded.remove(&c.common.key);
                 if let Some(t) = self.conns.remove(&c.common.key) {
                     self.finish_conn(c.common.key, t, c.common.ts_ns)?;
                 }
                 Ok(())
             }
             Event::ProcExit(p) => {
+                self.folded.retain(|k| k.tgid != p.key.tgid);
                 let mut keys: Vec<ConnKey> = self
                     .conns
                     .keys()
@@ -267,14 +281,10 @@ impl<W: Write> Pipeline<W> {
         // socket with its IPv4 peer.
         meta.local = meta.local.map(canonical);
         meta.remote = meta.remote.map(canonical);
-        let parser = if late {
-            Connection::new_late(&self.config)
-        } else {
-            Connection::new(&self.config)
-        };
         let mut t = Tracked {
             meta,
-            parser,
+            parser: None,
+            late,
             peer_traced: false,
             accepted: false,
             muted: false,
@@ -289,22 +299,40 @@ impl<W: Write> Pipeline<W> {
                 // Both ends captured: each names the other.
                 o.meta.peer = Some(Peer {
                     pid: key.tgid,
-                    comm: t.meta.comm.clone(),
+                    comm: t.meta.comm.to_string(),
                 });
                 o.peer_traced = true;
-                if o.accepted && !self.both_sides && !o.muted {
-                    o.muted = true;
-                    self.mute.push(other);
-                }
+                let fold_other = o.accepted && !self.both_sides;
                 t.meta.peer = Some(Peer {
                     pid: other.tgid,
-                    comm: o.meta.comm.clone(),
+                    comm: o.meta.comm.to_string(),
                 });
                 t.peer_traced = true;
+                if fold_other {
+                    self.fold(other);
+                }
             }
         }
         self.stats.connections += 1;
         self.conns.insert(key, t);
+    }
+
+    /// The server end of a connection whose client end is captured too: the
+    /// client end reports every exchange, so this one is forgotten (only its
+    /// key is kept, to ignore bytes already on their way) and the kernel is
+    /// told to stop sending its bytes.
+    fn fold(&mut self, key: ConnKey) {
+        let Some(t) = self.conns.remove(&key) else {
+            return;
+        };
+        if let (Some(l), Some(r)) = (t.meta.local, t.meta.remote)
+            && self.by_addr.get(&(l, r)) == Some(&key)
+        {
+            self.by_addr.remove(&(l, r));
+        }
+        self.folded.insert(key);
+        self.stats.folded += 1;
+        self.mute.push(key);
     }
 
     fn meta(&mut self, m: &MetaUpdate) {
@@ -316,8 +344,10 @@ impl<W: Write> Pipeline<W> {
         {
             t.meta.peer = Some(peer.clone());
         }
-        if m.role.is_some() {
-            t.meta.role = m.role.clone();
+        match m.role.as_deref() {
+            Some("client") => t.meta.role = Some("client"),
+            Some("server") => t.meta.role = Some("server"),
+            _ => {}
         }
         if m.tcp_state.is_some() {
             t.meta.tcp_state = m.tcp_state;
@@ -336,7 +366,9 @@ impl<W: Write> Pipeline<W> {
         for key in idle {
             let mut out = std::mem::take(&mut self.scratch);
             if let Some(t) = self.conns.get_mut(&key) {
-                t.parser.flush(&mut out);
+                if let Some(p) = &mut t.parser {
+                    p.flush(&mut out);
+                }
                 t.flushed = true;
             }
             let r = self.emit(key, &mut out);
@@ -348,14 +380,12 @@ impl<W: Write> Pipeline<W> {
 
     fn finish_conn(&mut self, key: ConnKey, mut t: Tracked, ts: u64) -> io::Result<()> {
         let mut out = std::mem::take(&mut self.scratch);
-        if t.accepted && t.peer_traced && !self.both_sides {
-            self.stats.folded += 1;
-        }
-        t.parser.close(ts, &mut out);
-        let s = t.parser.stats();
-        if matches!(t.parser.detected(), Detected::Http1 | Detected::Http2) {
-            self.stats.http_connections += 1;
-            self.stats.lost_bytes += s.lost_bytes;
+        if let Some(p) = &mut t.parser {
+            p.close(ts, &mut out);
+            if matches!(p.detected(), Detected::Http1 | Detected::Http2) {
+                self.stats.http_connections += 1;
+                self.stats.lost_bytes += p.stats().lost_bytes;
+            }
         }
         if let (Some(l), Some(r)) = (t.meta.local, t.meta.remote)
             && self.by_addr.get(&(l, r)) == Some(&key)

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::{
     clock::rfc3339_from_unix_ns,
-    events::ConnKey,
+    events::{Comm, ConnKey},
     format::{bytes_human, preview},
 };
 
@@ -30,13 +30,13 @@ pub struct Peer {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConnMeta {
     pub key: ConnKey,
-    pub comm: String,
+    pub comm: Comm,
     pub local: Option<SocketAddr>,
     pub remote: Option<SocketAddr>,
     pub peer: Option<Peer>,
     /// `client` (it called connect) or `server` (it accepted), from the
     /// syscalls, or from sock_diag for connections that predate capture.
-    pub role: Option<String>,
+    pub role: Option<&'static str>,
     /// TCP state from sock_diag, for connections that predate capture.
     pub tcp_state: Option<u8>,
 }
@@ -142,13 +142,13 @@ impl Renderer {
             start_ns: self.start_ns(ex),
             latency_ns: ex.latency_ns(),
             pid: meta.key.tgid,
-            comm: &meta.comm,
+            comm: meta.comm,
             fd: meta.key.fd,
             side: ex.side.as_str(),
             local: meta.local.map(|a| a.to_string()),
             remote: meta.remote.map(|a| a.to_string()),
             peer: meta.peer.as_ref(),
-            conn_role: meta.role.as_deref(),
+            conn_role: meta.role,
             tcp_state: meta.tcp_state.map(crate::sock_diag::tcp_state_name),
             stream_id: ex.stream_id,
             method: &ex.method,
@@ -353,7 +353,7 @@ struct ExchangeJson<'a> {
     start_ns: u64,
     latency_ns: Option<u64>,
     pid: u32,
-    comm: &'a str,
+    comm: Comm,
     fd: i32,
     side: &'static str,
     local: Option<String>,
@@ -506,7 +506,7 @@ mod tests {
                 pid: 4240,
                 comm: "python3".into(),
             }),
-            role: Some("client".into()),
+            role: Some("client"),
             tcp_state: None,
         }
     }

@@ -70,6 +70,7 @@ pub fn run(
     let mut exited: HashSet<u32> = HashSet::new();
     let mut malformed: u64 = 0;
     let mut last_sweep = Instant::now();
+    let mut last_trim = Instant::now();
     let mut last_stats = Instant::now();
     let mut reported = KernelStats::default();
     let mut closed_output = false;
@@ -95,6 +96,13 @@ pub fn run(
             probes.forget_processes(&exited);
             exited.clear();
             last_sweep = Instant::now();
+        }
+        if last_trim.elapsed() >= Duration::from_secs(10) {
+            // Connections come and go; give the memory of those gone back
+            // so a long run keeps a small footprint.
+            // SAFETY: malloc_trim only releases free heap memory.
+            unsafe { libc::malloc_trim(0) };
+            last_trim = Instant::now();
         }
         if let Some(every) = opts.stats_interval
             && last_stats.elapsed() >= every

@@ -207,12 +207,15 @@ mod tests {
             .find(|s| s.local == listener.local_addr().unwrap() && s.state == TCP_LISTEN)
             .expect("the listener");
         assert!(l.inode != 0);
+        // (Its port may also be in an older TIME_WAIT entry to elsewhere.)
         let c = all
             .iter()
-            .find(|s| s.local == client.local_addr().unwrap())
+            .find(|s| {
+                s.local == client.local_addr().unwrap() && s.remote == server.local_addr().unwrap()
+            })
             .expect("the client end");
-        assert_eq!(c.remote, server.local_addr().unwrap());
         assert_eq!(c.state, TCP_ESTABLISHED);
+        assert!(c.inode != 0);
         assert!(
             all.iter().any(|s| s.local == server.local_addr().unwrap()
                 && s.remote == client.local_addr().unwrap())

@@ -245,6 +245,8 @@ impl Connection {
     }
 
     /// Stops waiting: unknown holes are skipped, held responses released.
+    /// Memory held for work in flight is released if nothing is in flight,
+    /// so an idle connection costs little (call it on idle connections).
     pub fn flush(&mut self, out: &mut Vec<Exchange>) {
         if self.closed {
             return;
@@ -253,6 +255,12 @@ impl Connection {
             s.flush();
         }
         self.process(true, false, out);
+        for s in &mut self.streams {
+            s.release_if_empty();
+        }
+        if let ProtoState::Http1(h) = &mut self.proto {
+            h.release_if_idle();
+        }
     }
 
     /// The connection closed (or capture ended) at `ts_ns`: everything left

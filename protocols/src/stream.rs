@@ -280,6 +280,16 @@ impl DataStream {
         self.stats.bytes += n as u64;
     }
 
+    /// Frees the buffers' capacity when nothing is held (an idle stream).
+    pub fn release_if_empty(&mut self) {
+        if self.buffered() == 0 && self.gaps.is_empty() {
+            self.compact();
+            self.buf = Vec::new();
+            self.marks = Vec::new();
+            self.gaps = VecDeque::new();
+        }
+    }
+
     /// Stream position of the first head byte.
     pub fn read_pos(&self) -> u64 {
         self.read_pos

@@ -178,6 +178,11 @@ impl Http1 {
         s
     }
 
+    /// Frees the exchange queue's capacity when nothing is queued.
+    pub fn release_if_idle(&mut self) {
+        self.stitch.release_if_empty();
+    }
+
     /// The direction carrying requests, once known.
     pub fn request_direction(&self) -> Option<Direction> {
         self.req_dir

@@ -283,6 +283,13 @@ impl Stitcher {
         }
     }
 
+    /// Frees the queue's capacity (exchanges are big) when it is empty.
+    pub fn release_if_empty(&mut self) {
+        if self.slots.is_empty() {
+            self.slots = VecDeque::new();
+        }
+    }
+
     /// Emits everything queued: unfinished sides are flagged incomplete.
     pub fn drain(&mut self, out: &mut Vec<Exchange>) {
         while let Some(slot) = self.slots.pop_front() {
