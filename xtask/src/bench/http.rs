@@ -23,7 +23,8 @@ use super::{Sniff, sniff_binary};
 
 const PAGE: &[u8] = &[b'x'; 612];
 
-/// nginx in a scratch directory, killed on drop.
+/// nginx in a scratch directory, one process (no master: killing it
+/// leaves nothing behind), killed on drop.
 struct Nginx {
     child: Child,
     dir: PathBuf,
@@ -60,8 +61,8 @@ impl Nginx {
         std::fs::write(dir.join("www/index.html"), PAGE)?;
         let (h1, h2) = (free_port()?, free_port()?);
         let conf = format!(
-            "worker_processes 1;\n\
-             daemon off;\n\
+            "daemon off;\n\
+             master_process off;\n\
              pid {d}/nginx.pid;\n\
              error_log {d}/error.log;\n\
              worker_rlimit_nofile 65536;\n\
