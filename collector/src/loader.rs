@@ -226,6 +226,9 @@ impl Probes {
         let mut config = Config::empty();
         config.self_tgid = std::process::id();
         config.cap_bytes = cfg.cap_bytes.clamp(1, MAX_CAP_BYTES);
+        // An eighth of the ring: a wake-up per batch, with room left for
+        // the events that arrive while the reader gets going.
+        config.wakeup_bytes = ring_size(cfg.ring_bytes) / 8;
         if !cfg.pids.is_empty() {
             config.flags |= CFG_FILTER_PIDS;
         }

@@ -58,6 +58,11 @@ pub fn stop_flag() -> io::Result<Arc<AtomicBool>> {
     Ok(stop)
 }
 
+/// How long events may wait in the ring buffer: the kernel wakes the reader
+/// only when an eighth of the ring is full (see `Config::wakeup_bytes`), so
+/// at low rates this is the delay before an event is read.
+const POLL_INTERVAL: Duration = Duration::from_millis(20);
+
 /// Runs until stopped; returns the final kernel counters.
 pub fn run(
     probes: &mut Probes,
@@ -76,7 +81,7 @@ pub fn run(
     let mut closed_output = false;
 
     loop {
-        let mut timeout = Duration::from_millis(200);
+        let mut timeout = POLL_INTERVAL;
         if let Some(d) = deadline {
             timeout = timeout.min(d.saturating_duration_since(Instant::now()));
         }

@@ -306,9 +306,14 @@ pub struct Config {
     /// Data events a connection gets to show wanted bytes under
     /// `CFG_PROTO_HTTP` before it is rejected.
     pub proto_probes: u32,
+    /// Data events wake the reader only once this many bytes wait in the
+    /// ring buffer (the reader also polls on a short timer): one wake-up per
+    /// batch instead of one per event. 0 wakes on every event.
+    pub wakeup_bytes: u32,
+    pub _pad: u32,
     pub comm: [u8; COMM_LEN],
 }
-const _: () = assert!(core::mem::size_of::<Config>() == 32);
+const _: () = assert!(core::mem::size_of::<Config>() == 40);
 
 impl Config {
     pub const fn empty() -> Config {
@@ -317,6 +322,8 @@ impl Config {
             self_tgid: 0,
             cap_bytes: DEFAULT_CAP_BYTES,
             proto_probes: 64,
+            wakeup_bytes: 0,
+            _pad: 0,
             comm: [0; COMM_LEN],
         }
     }

@@ -3,6 +3,7 @@
 
 use aya_ebpf::{
     cty::c_void,
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{
         bpf_get_current_comm, bpf_get_smp_processor_id, bpf_ktime_get_ns, bpf_probe_read_user,
         generated::{bpf_loop, bpf_probe_read_user as raw_probe_read_user},
@@ -13,7 +14,7 @@ use probe_common::{
     EventKind, stat,
 };
 
-use crate::maps::{EVENTS, SCRATCH, Scratch, count};
+use crate::maps::{CONFIG, EVENTS, SCRATCH, Scratch, count};
 
 /// The current task's comm, or zeros.
 #[inline(always)]
@@ -26,6 +27,20 @@ pub fn comm() -> [u8; COMM_LEN] {
 pub fn record<T>(ev: &T) {
     if EVENTS.output(ev, 0).is_err() {
         count(stat::RINGBUF_DROPS, 1);
+    }
+}
+
+/// Ring buffer flag for a data event: wake the reader only when enough bytes
+/// wait (`Config::wakeup_bytes`); between wake-ups it polls on a short timer.
+/// Waking it for every event costs a context switch per syscall, which on a
+/// busy machine is most of what capture costs.
+#[inline(always)]
+fn wakeup_flag() -> u64 {
+    let threshold = CONFIG.load().wakeup_bytes as u64;
+    if threshold == 0 || EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= threshold {
+        BPF_RB_FORCE_WAKEUP as u64
+    } else {
+        BPF_RB_NO_WAKEUP as u64
     }
 }
 
@@ -395,7 +410,7 @@ fn flush(s: &mut Scratch, last: bool) {
     // scratch value, which starts with the event and then the data.
     let bytes =
         unsafe { core::slice::from_raw_parts((s as *const Scratch).cast::<u8>(), size as usize) };
-    if EVENTS.output(bytes, 0).is_ok() {
+    if EVENTS.output(bytes, wakeup_flag()).is_ok() {
         count(stat::EVENTS, 1);
         count(stat::BYTES, len);
     } else {

@@ -6,6 +6,7 @@ mod http;
 
 use std::{
     io::{BufRead, BufReader},
+    os::fd::AsRawFd as _,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::mpsc,
@@ -28,7 +29,7 @@ pub enum Which {
         #[arg(long, default_value_t = 3.0)]
         seconds: f64,
         /// Write+read pairs per cost sample.
-        #[arg(long, default_value_t = 200_000)]
+        #[arg(long, default_value_t = 50_000)]
         iterations: u64,
     },
     /// `sniff --proto http` against a saturated nginx (wrk for HTTP/1.1,
@@ -85,6 +86,8 @@ fn sniff_binary() -> anyhow::Result<PathBuf> {
 struct Sniff {
     child: Child,
     counter: thread::JoinHandle<Counted>,
+    /// The last `sniff: stopped. ...` line of stderr.
+    summary: thread::JoinHandle<String>,
 }
 
 #[derive(Default)]
@@ -107,18 +110,24 @@ impl Sniff {
             .context("starting sniff")?;
         let stdout = child.stdout.take().context("stdout")?;
         let stderr = child.stderr.take().context("stderr")?;
+        // A large pipe and a cheap reader: at tens of thousands of 4 KiB
+        // events a second, a slow reader here would block sniff's output
+        // and be measured as sniff's loss.
+        // SAFETY: F_SETPIPE_SZ on a pipe we own; failure only keeps 64 KiB.
+        unsafe { libc::fcntl(stdout.as_raw_fd(), libc::F_SETPIPE_SZ, 1 << 20) };
         let counter = thread::spawn(move || {
             let mut reader = BufReader::with_capacity(1 << 20, stdout);
             let mut c = Counted::default();
-            let mut line = String::new();
-            while reader.read_line(&mut line).unwrap_or(0) > 0 {
+            let mut line = Vec::new();
+            let stats = memchr::memmem::Finder::new(b"\"type\":\"stats\"");
+            let exchange = memchr::memmem::Finder::new(b"\"type\":\"exchange\"");
+            let no_status = memchr::memmem::Finder::new(b"\"status\":null");
+            while reader.read_until(b'\n', &mut line).unwrap_or(0) > 0 {
                 c.lines += 1;
                 c.bytes += line.len() as u64;
-                if line.contains("\"type\":\"stats\"") {
-                    c.last_stats = line.clone();
-                } else if line.contains("\"type\":\"exchange\"")
-                    && !line.contains("\"status\":null")
-                {
+                if stats.find(&line).is_some() {
+                    c.last_stats = String::from_utf8_lossy(&line).into_owned();
+                } else if exchange.find(&line).is_some() && no_status.find(&line).is_none() {
                     c.exchanges += 1;
                 }
                 line.clear();
@@ -126,19 +135,28 @@ impl Sniff {
             c
         });
         let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
+        let summary = thread::spawn(move || {
             let mut r = BufReader::new(stderr);
             let mut line = String::new();
+            let mut summary = String::new();
             while r.read_line(&mut line).unwrap_or(0) > 0 {
                 if line.contains("capturing") {
                     let _ = tx.send(());
                 }
+                if line.starts_with("sniff: stopped.") {
+                    summary = line.trim().to_string();
+                }
                 line.clear();
             }
+            summary
         });
         rx.recv_timeout(Duration::from_secs(60))
             .context("sniff did not start (are you root?)")?;
-        Ok(Sniff { child, counter })
+        Ok(Sniff {
+            child,
+            counter,
+            summary,
+        })
     }
 
     /// CPU seconds sniff used so far (user + system).
@@ -155,6 +173,17 @@ impl Sniff {
             .find_map(|l| l.strip_prefix("VmRSS:"))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
             .map_or(0, |kb| kb * 1024)
+    }
+
+    /// Stops sniff; returns its final `sniff: stopped. ...` line (for runs
+    /// whose stdout carries no JSON stats, such as `sniff record`).
+    fn stop_summary(mut self) -> anyhow::Result<String> {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        self.child.wait()?;
+        self.summary
+            .join()
+            .map_err(|_| anyhow::anyhow!("stderr reader"))
     }
 
     /// Stops sniff; returns what it printed and its final stats.
