@@ -10,7 +10,7 @@ use probe_common::{CONN_IGNORED, CloseEvent, ConnKey, EventHeader, EventKind, Sy
 use crate::{
     data::{arg, ret, traced},
     emit,
-    maps::{BUF_NONE, CONNS, PENDING, Pending},
+    maps::{BUF_NONE, CONNS, Pending, pending_put, pending_take},
 };
 
 #[tracepoint]
@@ -36,19 +36,17 @@ pub fn close_enter_close(ctx: TracePointContext) -> u32 {
         enter_ns: 0,
         generation: state.generation,
     };
-    let _ = PENDING.insert(&id, &pending, 0);
+    pending_put(id, &pending);
     0
 }
 
 #[tracepoint]
 pub fn close_exit_close(ctx: TracePointContext) -> u32 {
     let id = bpf_get_current_pid_tgid();
-    // SAFETY: the value is copied out before the entry is removed.
-    let Some(p) = (unsafe { PENDING.get(&id) }).copied() else {
+    let Some(p) = pending_take(id, Syscall::Close as u8) else {
         return 0;
     };
-    let _ = PENDING.remove(&id);
-    if p.syscall != Syscall::Close as u8 || ret(&ctx) != 0 {
+    if ret(&ctx) != 0 {
         return 0;
     }
     let tgid = (id >> 32) as u32;

@@ -14,7 +14,7 @@ use probe_common::{ROLE_CLIENT, ROLE_SERVER, Syscall};
 
 use crate::{
     data::{arg, ret, traced},
-    maps::{BUF_NONE, PENDING, Pending},
+    maps::{BUF_NONE, Pending, pending_put, pending_take},
     socket,
 };
 
@@ -39,21 +39,16 @@ pub fn conn_enter_connect(ctx: TracePointContext) -> u32 {
         enter_ns: unsafe { bpf_ktime_get_ns() },
         generation: 0,
     };
-    let _ = PENDING.insert(&id, &pending, 0);
+    pending_put(id, &pending);
     0
 }
 
 #[tracepoint]
 pub fn conn_exit_connect(ctx: TracePointContext) -> u32 {
     let id = bpf_get_current_pid_tgid();
-    // SAFETY: the value is copied out before the entry is removed.
-    let Some(p) = (unsafe { PENDING.get(&id) }).copied() else {
+    let Some(p) = pending_take(id, Syscall::Connect as u8) else {
         return 0;
     };
-    let _ = PENDING.remove(&id);
-    if p.syscall != Syscall::Connect as u8 {
-        return 0;
-    }
     let rc = ret(&ctx);
     if rc != 0 && rc != EINPROGRESS {
         return 0;

@@ -30,7 +30,7 @@ use crate::{
     emit::{self, DataMeta, Source},
     maps::{
         BUF_IOVEC, BUF_MMSGHDR, BUF_MSGHDR, BUF_NONE, BUF_PLAIN, CONFIG, CONNS, PENDING, PIDS,
-        Pending, count,
+        Pending, count, pending_put, pending_take,
     },
     socket,
 };
@@ -110,25 +110,16 @@ fn enter(
         enter_ns: unsafe { bpf_ktime_get_ns() },
         generation,
     };
-    if PENDING.insert(&id, &pending, 0).is_err() {
-        count(stat::PENDING_FULL, 1);
-    }
+    pending_put(id, &pending);
 }
 
 /// Emits the bytes a data syscall moved.
 #[inline(always)]
 fn exit(ctx: &TracePointContext, syscall: Syscall) {
     let id = bpf_get_current_pid_tgid();
-    // SAFETY: the value is copied out before the entry is removed.
-    let Some(p) = (unsafe { PENDING.get(&id) }).copied() else {
+    let Some(p) = pending_take(id, syscall as u8) else {
         return;
     };
-    let _ = PENDING.remove(&id);
-    // An entry left by another syscall (e.g. one whose exit fired before our
-    // exit programs were attached) is stale: drop it.
-    if p.syscall != syscall as u8 {
-        return;
-    }
     let rc = ret(ctx);
     if rc <= 0 {
         return;
@@ -539,8 +530,8 @@ pub fn data_enter_splice(ctx: TracePointContext) -> u32 {
     // Only one of the two can be the socket we track; try the output first.
     let id = bpf_get_current_pid_tgid();
     enter(fd_out, Syscall::Splice, DIR_EGRESS, BUF_NONE, 0, 0, true);
-    // SAFETY: existence check only.
-    if unsafe { PENDING.get(&id) }.is_none() {
+    // SAFETY: read-only look at this thread's own slot.
+    if unsafe { PENDING.get(&id) }.is_none_or(|p| p.syscall != Syscall::Splice as u8) {
         enter(fd_in, Syscall::Splice, DIR_INGRESS, BUF_NONE, 0, 0, true);
     }
     0

@@ -2,8 +2,8 @@
 //! capture that walks plain buffers, iovecs and mmsg messages chunk by chunk.
 
 use aya_ebpf::{
-    cty::c_void,
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
+    cty::c_void,
     helpers::{
         bpf_get_current_comm, bpf_get_smp_processor_id, bpf_ktime_get_ns, bpf_probe_read_user,
         generated::{bpf_loop, bpf_probe_read_user as raw_probe_read_user},

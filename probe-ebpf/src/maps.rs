@@ -40,9 +40,37 @@ pub static OFFSETS: Global<KernelOffsets> = Global::new(KernelOffsets {
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(64 * 1024 * 1024, 0);
 
 /// Arguments of the syscall each thread is in, saved at entry for the exit
-/// handler. Keyed by pid_tgid (one syscall per thread at a time).
+/// handler. Keyed by pid_tgid (one syscall per thread at a time). A thread
+/// keeps its slot from one syscall to the next, written in place, and frees
+/// it when it exits: no hash insert and delete per syscall.
 #[map]
 pub static PENDING: HashMap<u64, Pending> = HashMap::with_max_entries(65536, 0);
+
+/// `Pending::syscall` of a slot whose syscall has exited.
+const SLOT_USED: u8 = 0;
+
+/// Saves the current thread's syscall arguments.
+#[inline(always)]
+pub fn pending_put(id: u64, pending: &Pending) {
+    if let Some(slot) = PENDING.get_ptr_mut(&id) {
+        // SAFETY: pointer into a map value; only this thread uses its slot.
+        unsafe { *slot = *pending };
+    } else if PENDING.insert(&id, pending, 0).is_err() {
+        count(stat::PENDING_FULL, 1);
+    }
+}
+
+/// Takes the current thread's saved arguments if they are `syscall`'s;
+/// the slot is marked used either way (a slot left by another syscall, e.g.
+/// one whose exit fired before our exit programs were attached, is stale).
+#[inline(always)]
+pub fn pending_take(id: u64, syscall: u8) -> Option<Pending> {
+    let slot = PENDING.get_ptr_mut(&id)?;
+    // SAFETY: pointer into a map value; only this thread uses its slot.
+    let p = unsafe { *slot };
+    unsafe { (*slot).syscall = SLOT_USED };
+    (p.syscall == syscall).then_some(p)
+}
 
 /// Sockets we have seen, keyed by (tgid, fd). Entries go at close; userspace
 /// removes those of exited processes. Not an LRU: a live connection must

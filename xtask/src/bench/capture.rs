@@ -110,7 +110,10 @@ fn paced_load(size: usize, pairs_per_sec: f64, seconds: f64) -> anyhow::Result<u
 /// Per-program run time and count of sniff's data programs, from
 /// `bpftool prog show` with `kernel.bpf_stats_enabled` on: (ns, runs).
 fn bpf_prog_time() -> (u64, u64) {
-    let Ok(out) = Command::new("bpftool").args(["prog", "show", "-j"]).output() else {
+    let Ok(out) = Command::new("bpftool")
+        .args(["prog", "show", "-j"])
+        .output()
+    else {
         return (0, 0);
     };
     let progs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
@@ -165,7 +168,13 @@ pub fn run(size: usize, seconds: f64, iterations: u64) -> anyhow::Result<()> {
     result
 }
 
-fn measure(bin: &Path, dir: &Path, size: usize, seconds: f64, iterations: u64) -> anyhow::Result<()> {
+fn measure(
+    bin: &Path,
+    dir: &Path,
+    size: usize,
+    seconds: f64,
+    iterations: u64,
+) -> anyhow::Result<()> {
     let file = dir.join("capture.sniff");
     let args = |extra: &[&str]| -> Vec<String> {
         let mut v: Vec<String> = ["record", "-o"].iter().map(|s| s.to_string()).collect();
