@@ -256,6 +256,8 @@ impl<W: Write> Pipeline<W> {
                 }
                 Ok(())
             }
+            // Go uprobe events are joined to exchanges by the uprobes module.
+            Event::GoSpan(_) | Event::GoGoroutine(_) | Event::Exec(_) => Ok(()),
             Event::ProcExit(p) => {
                 self.folded.retain(|k| k.tgid != p.key.tgid);
                 let mut keys: Vec<ConnKey> = self

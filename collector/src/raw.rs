@@ -59,6 +59,37 @@ impl<W: Write> RawPrinter<W> {
                 p.comm,
                 p.key.tgid
             ),
+            Event::Exec(p) => writeln!(
+                self.out,
+                "{} {}[{}] exec",
+                self.clock.wall(p.ts_ns),
+                p.comm,
+                p.key.tgid
+            ),
+            Event::GoSpan(s) => writeln!(
+                self.out,
+                "{} {}[{}/{}] go {:?} {} goroutine {} {} {} {} status {}",
+                self.clock.wall(s.common.ts_ns),
+                s.common.comm,
+                s.common.key.tgid,
+                s.common.tid,
+                s.probe,
+                if s.entry { "entry" } else { "return" },
+                s.goid,
+                s.method.lossy(),
+                s.host.lossy(),
+                s.path.lossy(),
+                s.status
+            ),
+            Event::GoGoroutine(g) => writeln!(
+                self.out,
+                "{} {}[{}] goroutine {} created {}",
+                self.clock.wall(g.common.ts_ns),
+                g.common.comm,
+                g.common.key.tgid,
+                g.parent,
+                g.child
+            ),
         }
     }
 
@@ -217,6 +248,37 @@ fn event_json(ev: &Event<'_>, clock: &Clock) -> serde_json::Value {
             "time": clock.rfc3339(p.ts_ns),
             "pid": p.key.tgid,
             "comm": p.comm,
+        }),
+        Event::Exec(p) => json!({
+            "type": "exec",
+            "ts_ns": p.ts_ns,
+            "time": clock.rfc3339(p.ts_ns),
+            "pid": p.key.tgid,
+            "comm": p.comm,
+        }),
+        Event::GoSpan(s) => json!({
+            "type": "go_span",
+            "ts_ns": s.common.ts_ns,
+            "time": clock.rfc3339(s.common.ts_ns),
+            "pid": s.common.key.tgid,
+            "tid": s.common.tid,
+            "comm": s.common.comm,
+            "probe": format!("{:?}", s.probe),
+            "phase": if s.entry { "entry" } else { "return" },
+            "goid": s.goid,
+            "start_ns": s.start_ns,
+            "status": s.status,
+            "method": s.method.lossy(),
+            "host": s.host.lossy(),
+            "path": s.path.lossy(),
+        }),
+        Event::GoGoroutine(g) => json!({
+            "type": "go_goroutine",
+            "ts_ns": g.common.ts_ns,
+            "time": clock.rfc3339(g.common.ts_ns),
+            "pid": g.common.key.tgid,
+            "parent_goid": g.parent,
+            "child_goid": g.child,
         }),
     }
 }
