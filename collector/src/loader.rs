@@ -10,11 +10,14 @@ use std::{collections::HashSet, path::Path, time::Duration};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{HashMap as BpfHashMap, MapData, MapError, PerCpuArray, RingBuf},
-    programs::{ProgramError, TracePoint},
+    programs::{
+        ProgramError, TracePoint, UProbe,
+        uprobe::{UProbeAttachPoint, UProbeLinkId, UProbeScope},
+    },
 };
 use probe_common::{
-    CFG_FILTER_COMM, CFG_FILTER_PIDS, CFG_FILTER_PORTS, CFG_PROTO_HTTP, CFG_UNIX, COMM_LEN, Config,
-    ConnKey, ConnState, MAX_CAP_BYTES, stat,
+    CFG_EXEC_EVENTS, CFG_FILTER_COMM, CFG_FILTER_PIDS, CFG_FILTER_PORTS, CFG_PROTO_HTTP, CFG_UNIX,
+    COMM_LEN, Config, ConnKey, ConnState, GoOffsets, MAX_CAP_BYTES, stat,
 };
 
 use crate::btf::{Btf, BtfError};
@@ -62,6 +65,15 @@ pub enum LoadError {
         #[source]
         source: Box<ProgramError>,
     },
+    #[error("attaching {name} to {target} failed: {source}")]
+    AttachUprobe {
+        name: &'static str,
+        target: String,
+        #[source]
+        source: Box<ProgramError>,
+    },
+    #[error("Go uprobes were not loaded")]
+    NoGoPrograms,
     #[error("eBPF map {name}: {source}")]
     Map {
         name: &'static str,
@@ -81,7 +93,23 @@ pub struct CaptureConfig {
     pub proto_http: bool,
     pub cap_bytes: u32,
     pub ring_bytes: u32,
+    /// Load the Go uprobe programs and report execs (attaching is done per
+    /// executable by `uprobes::Manager`).
+    pub go: bool,
+    /// Send no socket data at all (only Go uprobe and exec events).
+    pub go_only: bool,
 }
+
+/// The Go uprobe programs (probe-ebpf `go.rs`), loaded when
+/// [`CaptureConfig::go`] is set and attached per executable.
+pub const GO_PROGRAMS: &[&str] = &[
+    "go_http_server_enter",
+    "go_http_server_return",
+    "go_http_client_enter",
+    "go_http_client_return",
+    "go_newproc_enter",
+    "go_newproc_return",
+];
 
 /// (program, tracepoint category, tracepoint). Exits come first so that no
 /// syscall is entered with its exit handler missing.
@@ -126,6 +154,7 @@ pub struct Probes {
     stats: PerCpuArray<MapData, u64>,
     conns: BpfHashMap<MapData, ConnKey, ConnState>,
     pub attached: usize,
+    go: bool,
 }
 
 /// Per-CPU kernel counters, summed.
@@ -226,7 +255,7 @@ impl Probes {
         let mut config = Config::empty();
         config.self_tgid = std::process::id();
         config.cap_bytes = cfg.cap_bytes.clamp(1, MAX_CAP_BYTES);
-        if !cfg.pids.is_empty() {
+        if !cfg.pids.is_empty() || cfg.go_only {
             config.flags |= CFG_FILTER_PIDS;
         }
         if let Some(comm) = &cfg.comm {
@@ -245,6 +274,9 @@ impl Probes {
         if cfg.proto_http {
             config.flags |= CFG_PROTO_HTTP;
         }
+        if cfg.go {
+            config.flags |= CFG_EXEC_EVENTS;
+        }
         let cpus = aya::util::nr_cpus().map(|n| n.get()).unwrap_or(256);
 
         let mut ebpf = EbpfLoader::new()
@@ -255,11 +287,15 @@ impl Probes {
             .load(PROBE_OBJECT)
             .map_err(|e| LoadError::Ebpf(Box::new(e)))?;
 
-        fill_set::<u32>(&mut ebpf, "PIDS", &cfg.pids)?;
+        if !cfg.go_only {
+            fill_set::<u32>(&mut ebpf, "PIDS", &cfg.pids)?;
+        }
         fill_set::<u16>(&mut ebpf, "PORTS", &cfg.ports)?;
 
         let mut attached = 0;
-        for &(name, category, tracepoint) in PROGRAMS {
+        let exec = [("go_exec", "sched", "sched_process_exec")];
+        let extra: &[(&'static str, &'static str, &'static str)] = if cfg.go { &exec } else { &[] };
+        for &(name, category, tracepoint) in PROGRAMS.iter().chain(extra) {
             let program: &mut TracePoint = ebpf
                 .program_mut(name)
                 .ok_or(LoadError::MissingProgram { name })?
@@ -295,6 +331,23 @@ impl Probes {
             attached += 1;
         }
 
+        if cfg.go {
+            for &name in GO_PROGRAMS {
+                let program: &mut UProbe = ebpf
+                    .program_mut(name)
+                    .ok_or(LoadError::MissingProgram { name })?
+                    .try_into()
+                    .map_err(|e: ProgramError| LoadError::Program {
+                        name,
+                        detail: e.to_string(),
+                    })?;
+                program.load().map_err(|e| LoadError::Program {
+                    name,
+                    detail: verifier_summary(&e),
+                })?;
+            }
+        }
+
         // Parsing kernel BTF and the object took megabytes that are free
         // now: give them back, so a long-running sniff stays small.
         // SAFETY: malloc_trim only releases free heap memory.
@@ -308,7 +361,65 @@ impl Probes {
             stats,
             conns,
             attached,
+            go: cfg.go,
         })
+    }
+
+    /// Whether the Go uprobe programs are loaded.
+    pub fn go_loaded(&self) -> bool {
+        self.go && self.ebpf.is_some()
+    }
+
+    /// Gives the programs of the executable with attach cookie `cookie`
+    /// their struct offsets (before attaching them).
+    pub fn set_go_offsets(&mut self, cookie: u64, offsets: &GoOffsets) -> Result<(), LoadError> {
+        let name = "GO_TARGETS";
+        let ebpf = self.ebpf.as_mut().ok_or(LoadError::NoGoPrograms)?;
+        let map = ebpf
+            .map_mut(name)
+            .ok_or_else(|| map_error(name)(MapError::InvalidName { name: name.into() }))?;
+        let mut targets: BpfHashMap<_, u64, GoOffsets> =
+            BpfHashMap::try_from(map).map_err(map_error(name))?;
+        targets.insert(&cookie, offsets, 0).map_err(map_error(name))
+    }
+
+    /// Attaches Go uprobe program `name` at `points` of the executable
+    /// `target`, for every process running it.
+    pub fn attach_go(
+        &mut self,
+        name: &'static str,
+        points: Vec<UProbeAttachPoint<'static>>,
+        target: &Path,
+    ) -> Result<UProbeLinkId, LoadError> {
+        let program = self.go_program(name)?;
+        program
+            .attach(points, target, UProbeScope::AllProcesses)
+            .map_err(|e| LoadError::AttachUprobe {
+                name,
+                target: target.display().to_string(),
+                source: Box::new(e),
+            })
+    }
+
+    /// Detaches one attachment made by [`Probes::attach_go`].
+    pub fn detach_go(&mut self, name: &'static str, link: UProbeLinkId) {
+        if let Ok(program) = self.go_program(name) {
+            let _ = program.detach(link);
+        }
+    }
+
+    fn go_program(&mut self, name: &'static str) -> Result<&mut UProbe, LoadError> {
+        if !self.go {
+            return Err(LoadError::NoGoPrograms);
+        }
+        let ebpf = self.ebpf.as_mut().ok_or(LoadError::NoGoPrograms)?;
+        ebpf.program_mut(name)
+            .ok_or(LoadError::MissingProgram { name })?
+            .try_into()
+            .map_err(|e: ProgramError| LoadError::Program {
+                name,
+                detail: e.to_string(),
+            })
     }
 
     /// Detaches and unloads every program. The ring buffer stays readable so

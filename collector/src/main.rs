@@ -18,6 +18,7 @@ mod render;
 mod replay;
 mod session;
 mod sock_diag;
+mod uprobes;
 
 use std::{
     io::{self, BufWriter, IsTerminal as _},
@@ -65,6 +66,25 @@ Loss is never silent: anything dropped or cut short is counted, reported on stde
 and in --json output ({\"type\":\"stats\",...}), and the exchanges it touched are
 flagged (gap, truncated). Needs root, or CAP_BPF and CAP_PERFMON.";
 
+const TOPOLOGY_HELP: &str = "\
+Go programs (Go 1.17 or later, amd64) running now or started during the run are found
+and probed without touching them: net/http's serverHandler.ServeHTTP (the request
+being served), (*Transport).roundTrip (each outgoing call) and runtime.newproc1
+(which goroutine started which), so a call made from a goroutine the handler
+started is still attributed to that handler.
+
+  [demo, /handle, 127.0.0.1:9932 (demo), /echo]   /handle of demo called /echo on port 9932,
+                                                  served by the local process demo
+  [demo, /echo, none, none]                       a request to /echo that called nothing
+  [demo, unlinked, 127.0.0.1:80, /x]              a call no request could be tied to (e.g.
+                                                  made by a worker fed through a channel)
+
+Examples:
+  sniff topology --duration 30
+  sniff topology --json --pid 4242 --service-name 4242=checkout
+
+errors: calls that failed or got a 5xx, and leaf requests answered with a 5xx.";
+
 #[derive(Parser, Debug)]
 #[command(name = "sniff", version, about = ABOUT, after_help = AFTER_HELP)]
 struct Cli {
@@ -100,6 +120,23 @@ enum Command {
         /// Record connections that look like HTTP only: http (default) or any.
         #[arg(long, value_name = "PROTO", default_value = "http")]
         proto: String,
+        #[command(flatten)]
+        capture: CaptureArgs,
+    },
+    /// The service four-tuple of Go programs, from Go uprobes: which
+    /// handler (caller_func) of which service (caller) calls which endpoint
+    /// (callee_func) of which host:port (callee), with counts, errors and
+    /// p50/p99 latency, printed when capture ends (Ctrl-C or --duration).
+    #[command(after_help = TOPOLOGY_HELP)]
+    Topology {
+        /// One JSON object per tuple: caller, caller_func, callee,
+        /// callee_func, count, errors, p50_ns, p99_ns.
+        #[arg(long)]
+        json: bool,
+        /// Name the service of process PID (default: its executable's
+        /// name). Repeat for several.
+        #[arg(long = "service-name", value_name = "PID=NAME", value_parser = uprobes::topology::parse_service_name)]
+        service_names: Vec<(u32, String)>,
         #[command(flatten)]
         capture: CaptureArgs,
     },
@@ -252,6 +289,8 @@ impl CaptureArgs {
             proto_http,
             cap_bytes: self.max_bytes_per_syscall,
             ring_bytes: self.ring_size,
+            go: false,
+            go_only: false,
         }
     }
 
@@ -314,7 +353,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let mut probes = load(&cli.capture.config(false))?;
             let stdout = BufWriter::new(io::stdout().lock());
             let mut printer = RawPrinter::new(stdout, cli.view.json, cli.preview, Clock::new());
-            session::run(&mut probes, &mut printer, &cli.capture.options(), &stop)?;
+            session::run(
+                &mut probes,
+                &mut printer,
+                &cli.capture.options(),
+                &stop,
+                None,
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         None => {
@@ -325,7 +370,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let stdout = BufWriter::new(io::stdout().lock());
             let mut sink = live::HttpSink::new(cli.view.filters(), renderer, stdout, None);
             let opts = cli.capture.options();
-            session::run(&mut probes, &mut sink, &opts, &stop)?;
+            session::run(&mut probes, &mut sink, &opts, &stop, None)?;
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Record {
@@ -353,12 +398,43 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let writer = recording::Writer::new(file, &header)?;
             let mut probes = load(&capture.config(proto_http))?;
             let mut sink = live::RecordSink::new(writer, max_bytes, stop.clone());
-            session::run(&mut probes, &mut sink, &capture.options(), &stop)?;
+            session::run(&mut probes, &mut sink, &capture.options(), &stop, None)?;
             eprintln!(
                 "sniff: wrote {} to {}",
                 format::bytes_human(sink.bytes_written()),
                 output.display()
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Topology {
+            json,
+            service_names,
+            capture,
+        }) => {
+            let stop = session::stop_flag().context("installing signal handlers")?;
+            let mut cfg = capture.config(false);
+            cfg.go = true;
+            cfg.go_only = true;
+            let mut probes = load(&cfg)?;
+            let mut manager = uprobes::Manager::new(uprobes::Scope {
+                pids: capture.pids.clone(),
+                comm: capture.comm.clone(),
+            });
+            manager.scan(&mut probes);
+            eprintln!(
+                "sniff: Go uprobes on {} executable(s); programs started from now on are probed as they start",
+                manager.attached()
+            );
+            let namer = uprobes::topology::HostNamer::new(service_names.into_iter().collect());
+            let stdout = BufWriter::new(io::stdout().lock());
+            let mut sink = uprobes::sink::TopologySink::new(Box::new(namer), json, stdout);
+            session::run(
+                &mut probes,
+                &mut sink,
+                &capture.options(),
+                &stop,
+                Some(&mut manager),
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Replay { file, view }) => {

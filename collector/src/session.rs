@@ -18,6 +18,7 @@ use crate::{
     events::{self, ConnKey, Event},
     format::bytes_human,
     loader::{KernelStats, Probes},
+    uprobes,
 };
 
 /// Where events go: the raw printer, or the HTTP pipeline.
@@ -64,6 +65,7 @@ pub fn run(
     sink: &mut dyn Sink,
     opts: &Options,
     stop: &AtomicBool,
+    mut go: Option<&mut uprobes::Manager>,
 ) -> io::Result<KernelStats> {
     let start = Instant::now();
     let deadline = opts.duration.map(|d| start + d);
@@ -81,7 +83,11 @@ pub fn run(
             timeout = timeout.min(d.saturating_duration_since(Instant::now()));
         }
         probes.wait(timeout);
-        if let Err(e) = drain(probes, sink, &mut exited, &mut malformed) {
+        let drained = drain(probes, sink, &mut exited, &mut malformed, go.as_deref_mut());
+        if let Some(m) = go.as_deref_mut() {
+            m.apply(probes);
+        }
+        if let Err(e) = drained {
             if e.kind() == io::ErrorKind::BrokenPipe {
                 closed_output = true;
                 break;
@@ -124,7 +130,7 @@ pub fn run(
     probes.detach();
     let s = probes.stats();
     if !closed_output {
-        match drain(probes, sink, &mut exited, &mut malformed) {
+        match drain(probes, sink, &mut exited, &mut malformed, go) {
             Err(e) if e.kind() != io::ErrorKind::BrokenPipe => return Err(e),
             _ => {}
         }
@@ -145,12 +151,18 @@ fn drain(
     sink: &mut dyn Sink,
     exited: &mut HashSet<u32>,
     malformed: &mut u64,
+    mut go: Option<&mut uprobes::Manager>,
 ) -> io::Result<()> {
     while let Some(item) = probes.ring.next() {
         match events::parse(&item) {
             Ok(ev) => {
                 if let Event::ProcExit(p) = &ev {
                     exited.insert(p.key.tgid);
+                }
+                if let Some(m) = go.as_deref_mut()
+                    && !m.on_event(&ev)
+                {
+                    continue;
                 }
                 sink.event(&item, &ev)?;
             }

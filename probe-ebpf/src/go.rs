@@ -101,11 +101,7 @@ fn read_go_string<const N: usize>(dst: &mut [u8; N], addr: u64) -> Result<u32, i
     if n > 0 && n <= N as u32 {
         // SAFETY: dst has N >= n bytes; the helper checks the source.
         let rc = unsafe {
-            raw_probe_read_user(
-                dst.as_mut_ptr() as *mut c_void,
-                n,
-                ptr as *const c_void,
-            )
+            raw_probe_read_user(dst.as_mut_ptr() as *mut c_void, n, ptr as *const c_void)
         };
         if rc != 0 {
             return Err(rc);

@@ -47,6 +47,6 @@ pub mod plausible;
 pub mod probes;
 
 #[cfg(test)]
-mod testbins;
+pub(crate) mod testbins;
 #[cfg(test)]
 mod tests;
