@@ -1,0 +1,83 @@
+// Calls made for a request from other goroutines, for sniff's Go uprobe
+// tests (collector/tests/go_uprobes.rs). Standard library only; Go 1.19,
+// GOPATH mode.
+//
+//	handoff [ADDR]    serve on ADDR (default 127.0.0.1:0); prints the address
+//
+//	/echo    answers "ok"
+//	/child   calls /echo from a goroutine it starts (and waits for it)
+//	/worker  hands the call to /echo to a worker goroutine started by main,
+//	         through a channel (and waits for the answer)
+//	/fail    answers 503
+package main
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+)
+
+type job struct {
+	url  string
+	done chan int
+}
+
+func get(url string) int {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 502
+	}
+	defer resp.Body.Close()
+	io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode
+}
+
+func main() {
+	addr := "127.0.0.1:0"
+	if len(os.Args) > 1 {
+		addr = os.Args[1]
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	base := "http://" + ln.Addr().String()
+	jobs := make(chan job)
+	go func() {
+		for j := range jobs {
+			j.done <- get(j.url)
+		}
+	}()
+	mux := http.NewServeMux()
+	mux.HandleFunc("/echo", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("/fail", func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	})
+	mux.HandleFunc("/child", func(w http.ResponseWriter, r *http.Request) {
+		var wg sync.WaitGroup
+		status := 0
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			status = get(base + "/echo")
+		}()
+		wg.Wait()
+		w.WriteHeader(status)
+	})
+	mux.HandleFunc("/worker", func(w http.ResponseWriter, r *http.Request) {
+		j := job{url: base + "/echo", done: make(chan int)}
+		jobs <- j
+		w.WriteHeader(<-j.done)
+	})
+	fmt.Println(ln.Addr().String())
+	if err := http.Serve(ln, mux); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,200 @@
+//! Go uprobes on real Go programs of ours (Go 1.19 from Debian, built by
+//! the test set-up): the service four-tuple of `sniff topology`, linking
+//! across goroutines, stripped binaries, programs started after sniff.
+//!
+//! As root; without it (or without `go`) a test says why and returns,
+//! except under `CI=true`, where it fails.
+
+mod common;
+
+use std::{collections::BTreeMap, path::Path, time::Duration};
+
+use common::{
+    Output, Sniff, can_load_ebpf,
+    go::{GoProc, build, get, go_available},
+    serial,
+};
+
+type Tuple = (String, String, String, String);
+
+/// The JSON rows of `sniff topology --json`: tuple → (count, errors), and
+/// p50 <= p99 for each.
+fn tuples(out: &Output) -> BTreeMap<Tuple, (u64, u64)> {
+    assert!(out.status.success(), "sniff failed:\n{}", out.stderr);
+    let mut map = BTreeMap::new();
+    for line in &out.lines {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{line:?}: {e}"));
+        let s = |k: &str| {
+            v[k].as_str()
+                .unwrap_or_else(|| panic!("{k} in {v}"))
+                .to_string()
+        };
+        let n = |k: &str| v[k].as_u64().unwrap_or_else(|| panic!("{k} in {v}"));
+        assert!(n("p50_ns") <= n("p99_ns"), "{v}");
+        assert!(n("p99_ns") > 0, "{v}");
+        let key = (s("caller"), s("caller_func"), s("callee"), s("callee_func"));
+        assert!(map.insert(key, (n("count"), n("errors"))).is_none(), "{v}");
+    }
+    map
+}
+
+fn t(caller: &str, func: &str, callee: &str, callee_func: &str) -> Tuple {
+    (
+        caller.into(),
+        func.into(),
+        callee.into(),
+        callee_func.into(),
+    )
+}
+
+/// Starts `sniff topology --json ARGS` and waits until it says it attached
+/// to `exe`.
+fn topology_attached_to(exe: &Path, args: &[&str]) -> Sniff {
+    let mut all = vec!["topology", "--json"];
+    all.extend_from_slice(args);
+    let mut sniff = Sniff::start(&all);
+    let name = exe.display().to_string();
+    assert!(
+        sniff.wait_for_stderr(Duration::from_secs(30), |l| {
+            l.contains("Go uprobes attached to") && l.contains(&name)
+        }),
+        "sniff did not attach to {name}:\n{}",
+        sniff.stop().stderr
+    );
+    sniff
+}
+
+fn ready() -> bool {
+    can_load_ebpf() && go_available()
+}
+
+/// The seed's demo: a gin server whose /handle calls its own /echo, on
+/// 127.0.0.1:9932 (or any free port if that one is taken). 100 concurrent
+/// /handle give exactly the two tuples, 100 times each.
+#[test]
+fn seed_demo_100_concurrent_requests_give_exact_tuples() {
+    let _g = serial();
+    if !ready() {
+        return;
+    }
+    let exe = build("gin", "full", "demo", &[]);
+    let addr = if std::net::TcpListener::bind("127.0.0.1:9932").is_ok() {
+        "127.0.0.1:9932"
+    } else {
+        "127.0.0.1:0"
+    };
+    let demo = GoProc::start(&exe, &[addr]);
+    let pid = demo.pid().to_string();
+    let sniff = topology_attached_to(&exe, &["--pid", &pid]);
+
+    let threads: Vec<_> = (0..100)
+        .map(|_| {
+            let addr = demo.addr.clone();
+            std::thread::spawn(move || get(&addr, "/handle"))
+        })
+        .collect();
+    for th in threads {
+        assert_eq!(th.join().unwrap(), 200);
+    }
+    let out = sniff.stop();
+    let got = tuples(&out);
+    let callee = format!("{} (demo)", demo.addr);
+    let want = BTreeMap::from([
+        (t("demo", "/echo", "none", "none"), (100, 0)),
+        (t("demo", "/handle", &callee, "/echo"), (100, 0)),
+    ]);
+    assert_eq!(got, want, "stderr:\n{}", out.stderr);
+}
+
+/// The same demo stripped of symbols and DWARF (`-ldflags=-s -w`):
+/// functions from .gopclntab, offsets from the fallback table.
+#[test]
+fn stripped_binary_gives_the_same_tuples() {
+    let _g = serial();
+    if !ready() {
+        return;
+    }
+    let exe = build("gin", "stripped", "demo", &["-ldflags=-s -w"]);
+    let demo = GoProc::start(&exe, &["127.0.0.1:0"]);
+    let pid = demo.pid().to_string();
+    let sniff = topology_attached_to(
+        &exe,
+        &["--pid", &pid, "--service-name", &format!("{pid}=shop")],
+    );
+    for _ in 0..10 {
+        assert_eq!(get(&demo.addr, "/handle"), 200);
+    }
+    let out = sniff.stop();
+    let callee = format!("{} (shop)", demo.addr);
+    let want = BTreeMap::from([
+        (t("shop", "/echo", "none", "none"), (10, 0)),
+        (t("shop", "/handle", &callee, "/echo"), (10, 0)),
+    ]);
+    assert_eq!(tuples(&out), want, "stderr:\n{}", out.stderr);
+}
+
+/// A call made from a goroutine the handler started is linked to the
+/// handler; one handed to a worker through a channel is unlinked (never
+/// linked to the wrong request); a 503 counts as an error.
+#[test]
+fn child_goroutine_is_linked_and_channel_worker_is_not() {
+    let _g = serial();
+    if !ready() {
+        return;
+    }
+    let exe = build("handoff", "full", "handoff", &[]);
+    let p = GoProc::start(&exe, &["127.0.0.1:0"]);
+    let pid = p.pid().to_string();
+    let sniff = topology_attached_to(&exe, &["--pid", &pid]);
+    for _ in 0..5 {
+        assert_eq!(get(&p.addr, "/child"), 200);
+        assert_eq!(get(&p.addr, "/worker"), 200);
+    }
+    for _ in 0..2 {
+        assert_eq!(get(&p.addr, "/fail"), 503);
+    }
+    let out = sniff.stop();
+    let callee = format!("{} (handoff)", p.addr);
+    let want = BTreeMap::from([
+        (t("handoff", "/child", &callee, "/echo"), (5, 0)),
+        (t("handoff", "/echo", "none", "none"), (10, 0)),
+        (t("handoff", "/fail", "none", "none"), (2, 2)),
+        (t("handoff", "/worker", "none", "none"), (5, 0)),
+        (t("handoff", "unlinked", &callee, "/echo"), (5, 0)),
+    ]);
+    assert_eq!(tuples(&out), want, "stderr:\n{}", out.stderr);
+}
+
+/// A Go program started after sniff (a binary sniff has never seen) is
+/// found through its exec and probed.
+#[test]
+fn program_started_after_sniff_is_probed() {
+    let _g = serial();
+    if !ready() {
+        return;
+    }
+    let exe = build("handoff", "late", "latecomer", &[]);
+    let mut sniff = Sniff::start(&["topology", "--json", "--comm", "latecomer"]);
+    // Nothing of ours runs it yet.
+    assert!(!sniff.wait_for_stderr(Duration::from_millis(300), |l| l.contains("latecomer")));
+    let p = GoProc::start(&exe, &["127.0.0.1:0"]);
+    let name = exe.display().to_string();
+    assert!(
+        sniff.wait_for_stderr(Duration::from_secs(30), |l| {
+            l.contains("Go uprobes attached to") && l.contains(&name)
+        }),
+        "sniff did not attach to {name}:\n{}",
+        sniff.stop().stderr
+    );
+    for _ in 0..3 {
+        assert_eq!(get(&p.addr, "/child"), 200);
+    }
+    let out = sniff.stop();
+    let callee = format!("{} (latecomer)", p.addr);
+    let want = BTreeMap::from([
+        (t("latecomer", "/child", &callee, "/echo"), (3, 0)),
+        (t("latecomer", "/echo", "none", "none"), (3, 0)),
+    ]);
+    assert_eq!(tuples(&out), want, "stderr:\n{}", out.stderr);
+}
