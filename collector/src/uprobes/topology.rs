@@ -403,8 +403,10 @@ mod tests {
         let mut text = Vec::new();
         t.write_text(&mut text).unwrap();
         let text = String::from_utf8(text).unwrap();
-        assert!(
-            text.lines().nth(1).unwrap().starts_with("svc2  /b"),
+        let cells: Vec<&str> = text.lines().nth(1).unwrap().split_whitespace().collect();
+        assert_eq!(
+            cells[..6],
+            ["svc2", "/b", "none", "none", "1", "0"],
             "{text}"
         );
     }
