@@ -179,11 +179,6 @@ impl GoStr {
         }
     }
 
-    /// All of the string was copied.
-    pub fn complete(&self) -> bool {
-        self.bytes.len() == self.len as usize
-    }
-
     pub fn lossy(&self) -> String {
         String::from_utf8_lossy(&self.bytes).into_owned()
     }

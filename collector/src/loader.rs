@@ -365,11 +365,6 @@ impl Probes {
         })
     }
 
-    /// Whether the Go uprobe programs are loaded.
-    pub fn go_loaded(&self) -> bool {
-        self.go && self.ebpf.is_some()
-    }
-
     /// Gives the programs of the executable with attach cookie `cookie`
     /// their struct offsets (before attaching them).
     pub fn set_go_offsets(&mut self, cookie: u64, offsets: &GoOffsets) -> Result<(), LoadError> {

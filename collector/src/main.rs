@@ -85,6 +85,18 @@ Examples:
 
 errors: calls that failed or got a 5xx, and leaf requests answered with a 5xx.";
 
+const COMPARE_HELP: &str = "\
+The same request seen from the syscalls (bytes on the socket, decoded) and from inside
+the Go process (net/http's ServeHTTP and roundTrip) is matched by process, side (server
+or client), method, path and start time. Compared fields: status, and the Host
+(Host header or :authority against net/http's Request.Host / URL.Host).
+
+Examples:
+  sniff compare --pid 4242 --duration 30
+  sniff compare ./myservice --duration 60      processes of that binary, even started later
+
+Only exchanges that completed during the run are compared; HTTP/1 from net/http.";
+
 #[derive(Parser, Debug)]
 #[command(name = "sniff", version, about = ABOUT, after_help = AFTER_HELP)]
 struct Cli {
@@ -105,6 +117,13 @@ struct Cli {
     /// Bytes of payload shown per event with --raw.
     #[arg(long, value_name = "BYTES", default_value_t = 80)]
     preview: usize,
+
+    /// Where HTTP exchanges come from: syscalls (socket bytes, any
+    /// language), uprobes (Go net/http calls, from inside Go programs), or
+    /// both (socket bytes, with the Go view added for Go programs: the
+    /// goroutine, the handler, and which handler made a client call).
+    #[arg(long, value_name = "SOURCE", default_value = "both", value_parser = ["syscalls", "uprobes", "both"])]
+    source: String,
 }
 
 #[derive(Subcommand, Debug)]
@@ -137,6 +156,18 @@ enum Command {
         /// name). Repeat for several.
         #[arg(long = "service-name", value_name = "PID=NAME", value_parser = uprobes::topology::parse_service_name)]
         service_names: Vec<(u32, String)>,
+        #[command(flatten)]
+        capture: CaptureArgs,
+    },
+    /// Run both sources on one Go program and compare them: exchanges seen
+    /// by both (matched), by one only, and fields that differ. Exits 1 on
+    /// any disagreement.
+    #[command(after_help = COMPARE_HELP)]
+    Compare {
+        /// The Go executable (for processes started from it, now or during
+        /// the run); or give running processes with --pid.
+        #[arg(value_name = "BINARY")]
+        exe: Option<PathBuf>,
         #[command(flatten)]
         capture: CaptureArgs,
     },
@@ -366,12 +397,89 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let stop = session::stop_flag().context("installing signal handlers")?;
             let clock = Clock::new();
             let renderer = cli.view.renderer(clock.offset_ns())?;
-            let mut probes = load(&cli.capture.config(true))?;
+            let mut cfg = cli.capture.config(true);
+            cfg.go = cli.source != "syscalls";
+            cfg.go_only = cli.source == "uprobes";
+            let mut probes = load(&cfg)?;
+            let mut manager = cfg.go.then(|| go_manager(&cli.capture, &mut probes));
             let stdout = BufWriter::new(io::stdout().lock());
-            let mut sink = live::HttpSink::new(cli.view.filters(), renderer, stdout, None);
             let opts = cli.capture.options();
-            session::run(&mut probes, &mut sink, &opts, &stop, None)?;
+            if cli.source == "uprobes" {
+                let mut sink =
+                    uprobes::sink::CallSink::new(cli.view.json, clock.offset_ns(), stdout);
+                session::run(&mut probes, &mut sink, &opts, &stop, manager.as_mut())?;
+            } else {
+                let mut sink = live::HttpSink::new(cli.view.filters(), renderer, stdout, None);
+                if cfg.go {
+                    sink = sink.with_go(uprobes::join::Enricher::new(false));
+                }
+                session::run(&mut probes, &mut sink, &opts, &stop, manager.as_mut())?;
+            }
             Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Compare { exe, capture }) => {
+            if exe.is_none() && capture.pids.is_empty() {
+                anyhow::bail!("say which Go program to compare: --pid PID, or its BINARY path");
+            }
+            let stop = session::stop_flag().context("installing signal handlers")?;
+            let mut cfg = capture.config(true);
+            cfg.go = true;
+            if let Some(exe) = &exe
+                && cfg.comm.is_none()
+                && cfg.pids.is_empty()
+            {
+                // The kernel side captures the processes of that name.
+                let name = exe.file_name().map(|n| n.to_string_lossy().into_owned());
+                cfg.comm = name.map(|n| n.chars().take(15).collect());
+            }
+            let mut probes = load(&cfg)?;
+            let mut manager = go_manager(&capture, &mut probes);
+            if let Some(exe) = &exe {
+                manager
+                    .attach_path(&mut probes, exe)
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+            }
+            if manager.attached() == 0 {
+                anyhow::bail!(
+                    "no Go uprobe could be attached to pid {:?}: not a Go program (Go 1.17+ on amd64)?",
+                    capture.pids
+                );
+            }
+            let renderer = render::Renderer {
+                json: true,
+                color: false,
+                headers: false,
+                bodies: false,
+                redact: Redactor::new(true, &[]),
+                clock_offset_ns: 0,
+            };
+            let mut sink = live::HttpSink::new(Filters::default(), renderer, io::sink(), None)
+                .both_sides()
+                .with_go(uprobes::join::Enricher::new(true));
+            session::run(
+                &mut probes,
+                &mut sink,
+                &capture.options(),
+                &stop,
+                Some(&mut manager),
+            )?;
+            let go = sink.take_go().unwrap_or_default();
+            let pids = &capture.pids;
+            let in_scope = |tgid: u32| pids.is_empty() || pids.contains(&tgid);
+            let kernel: Vec<_> = go.kernel.into_iter().filter(|k| in_scope(k.tgid)).collect();
+            let calls: Vec<_> = go
+                .finished
+                .into_iter()
+                .filter(|c| in_scope(c.tgid))
+                .collect();
+            let report = uprobes::join::compare(&kernel, &calls);
+            let mut stdout = io::stdout().lock();
+            uprobes::compare::write(&report, &mut stdout)?;
+            Ok(if report.agrees() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Some(Command::Record {
             output,
@@ -416,15 +524,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             cfg.go = true;
             cfg.go_only = true;
             let mut probes = load(&cfg)?;
-            let mut manager = uprobes::Manager::new(uprobes::Scope {
-                pids: capture.pids.clone(),
-                comm: capture.comm.clone(),
-            });
-            manager.scan(&mut probes);
-            eprintln!(
-                "sniff: Go uprobes on {} executable(s); programs started from now on are probed as they start",
-                manager.attached()
-            );
+            let mut manager = go_manager(&capture, &mut probes);
             let namer = uprobes::topology::HostNamer::new(service_names.into_iter().collect());
             let stdout = BufWriter::new(io::stdout().lock());
             let mut sink = uprobes::sink::TopologySink::new(Box::new(namer), json, stdout);
@@ -442,6 +542,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Attaches Go uprobes to the running Go programs in scope (programs
+/// started later are attached as they exec).
+fn go_manager(capture: &CaptureArgs, probes: &mut Probes) -> uprobes::Manager {
+    let mut manager = uprobes::Manager::new(uprobes::Scope {
+        pids: capture.pids.clone(),
+        comm: capture.comm.clone(),
+    });
+    manager.scan(probes);
+    eprintln!(
+        "sniff: Go uprobes on {} executable(s); Go programs started from now on are probed as they start",
+        manager.attached()
+    );
+    manager
 }
 
 fn kernel_release() -> String {

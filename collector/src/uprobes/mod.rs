@@ -12,6 +12,8 @@
 //! probe whose first events read implausible values (wrong offsets) is
 //! detached with the reason on stderr ([`crate::golang::plausible`]).
 
+pub mod compare;
+pub mod join;
 pub mod sink;
 pub mod spans;
 pub mod topology;

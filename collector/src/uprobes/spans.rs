@@ -256,6 +256,12 @@ impl Tracker {
         }
     }
 
+    /// The request an open client call of goroutine `goid` was made for.
+    pub fn open_client_caller(&self, tgid: u32, goid: u64) -> Option<String> {
+        let c = self.procs.get(&tgid)?.clients.get(&goid)?;
+        c.caller.as_ref().map(|k| k.path.clone())
+    }
+
     /// A process exited: forget its goroutines.
     pub fn forget(&mut self, tgid: u32) {
         self.procs.remove(&tgid);
