@@ -53,7 +53,12 @@ fn t(caller: &str, func: &str, callee: &str, callee_func: &str) -> Tuple {
 fn topology_attached_to(exe: &Path, args: &[&str]) -> Sniff {
     let mut all = vec!["topology", "--json"];
     all.extend_from_slice(args);
-    let mut sniff = Sniff::start(&all);
+    attached_to(exe, &all)
+}
+
+/// Starts `sniff ARGS` and waits until it says it attached to `exe`.
+fn attached_to(exe: &Path, all: &[&str]) -> Sniff {
+    let mut sniff = Sniff::start(all);
     let name = exe.display().to_string();
     assert!(
         sniff.wait_for_stderr(Duration::from_secs(30), |l| {
@@ -197,4 +202,108 @@ fn program_started_after_sniff_is_probed() {
         (t("latecomer", "/echo", "none", "none"), (3, 0)),
     ]);
     assert_eq!(tuples(&out), want, "stderr:\n{}", out.stderr);
+}
+
+/// `sniff compare` on Go HTTP/1 traffic over connections opened after it
+/// started: every exchange is matched, nothing else, exit 0.
+#[test]
+fn compare_agrees_on_go_http1() {
+    let _g = serial();
+    if !ready() {
+        return;
+    }
+    let exe = build("gin", "full", "demo", &[]);
+    let demo = GoProc::start(&exe, &["127.0.0.1:0"]);
+    let pid = demo.pid().to_string();
+    let sniff = attached_to(&exe, &["compare", "--pid", &pid]);
+    for _ in 0..20 {
+        assert_eq!(get(&demo.addr, "/handle"), 200);
+    }
+    let out = sniff.stop();
+    assert!(
+        out.status.success(),
+        "compare failed:\n{}\n{}",
+        out.lines.join("\n"),
+        out.stderr
+    );
+    // /handle served, /echo called, /echo served: 20 each.
+    assert_eq!(
+        out.lines.last().map(String::as_str),
+        Some("agree: 60 matched, 0 only in syscalls, 0 only in uprobes, 0 field mismatches"),
+        "{}",
+        out.lines.join("\n")
+    );
+}
+
+/// A call made without net/http's client (bytes written by hand) is seen
+/// by the syscalls only: compare says so and exits 1.
+#[test]
+fn compare_reports_what_only_syscalls_saw() {
+    let _g = serial();
+    if !ready() {
+        return;
+    }
+    let exe = build("handoff", "full", "handoff", &[]);
+    let p = GoProc::start(&exe, &["127.0.0.1:0"]);
+    let pid = p.pid().to_string();
+    let sniff = attached_to(&exe, &["compare", "--pid", &pid]);
+    assert_eq!(get(&p.addr, "/raw"), 200);
+    let out = sniff.stop();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}\n{}",
+        out.lines.join("\n"),
+        out.stderr
+    );
+    let text = out.lines.join("\n");
+    assert!(
+        text.contains("seen by syscalls only (1):\n  pid")
+            && text.contains("client http1 GET /echo → 200"),
+        "{text}"
+    );
+    // /raw served and /echo served are seen by both.
+    assert!(
+        text.ends_with(
+            "DISAGREE: 2 matched, 1 only in syscalls, 0 only in uprobes, 0 field mismatches"
+        ),
+        "{text}"
+    );
+}
+
+/// `--source both` (the default): kernel exchanges of a Go process carry
+/// the Go view: the handler, and for a client call the handler that made
+/// it.
+#[test]
+fn source_both_adds_the_go_view_to_exchanges() {
+    let _g = serial();
+    if !ready() {
+        return;
+    }
+    let exe = build("gin", "full", "demo", &[]);
+    let demo = GoProc::start(&exe, &["127.0.0.1:0"]);
+    let pid = demo.pid().to_string();
+    let sniff = attached_to(&exe, &["--json", "--pid", &pid]);
+    assert_eq!(get(&demo.addr, "/handle"), 200);
+    let out = sniff.stop();
+    let exchanges: Vec<serde_json::Value> = out
+        .lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["type"] == "exchange")
+        .collect();
+    let find = |path: &str, side: &str| {
+        exchanges
+            .iter()
+            .find(|v| v["path"] == path && v["side"] == side)
+            .unwrap_or_else(|| panic!("no {side} {path} in {exchanges:?}"))
+    };
+    let handle = &find("/handle", "server")["go"];
+    assert_eq!(handle["function"], "net/http.serverHandler.ServeHTTP");
+    assert_eq!(handle["caller_func"], "/handle");
+    assert_eq!(handle["status"], 200);
+    let echo = &find("/echo", "client")["go"];
+    assert_eq!(echo["function"], "net/http.(*Transport).roundTrip");
+    assert_eq!(echo["caller_func"], "/handle");
+    assert!(echo["goroutine"].as_u64().unwrap() > 0);
 }

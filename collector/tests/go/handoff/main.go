@@ -9,9 +9,12 @@
 //	/worker  hands the call to /echo to a worker goroutine started by main,
 //	         through a channel (and waits for the answer)
 //	/fail    answers 503
+//	/raw     sends GET /echo by hand over a TCP connection, not through
+//	         net/http's client (uprobes do not see that call)
 package main
 
 import (
+	"bufio"
 	"fmt"
 	"io"
 	"net"
@@ -74,6 +77,23 @@ func main() {
 		j := job{url: base + "/echo", done: make(chan int)}
 		jobs <- j
 		w.WriteHeader(<-j.done)
+	})
+	mux.HandleFunc("/raw", func(w http.ResponseWriter, r *http.Request) {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			w.WriteHeader(http.StatusBadGateway)
+			return
+		}
+		defer c.Close()
+		fmt.Fprintf(c, "GET /echo HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", ln.Addr())
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			w.WriteHeader(http.StatusBadGateway)
+			return
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		w.WriteHeader(resp.StatusCode)
 	})
 	fmt.Println(ln.Addr().String())
 	if err := http.Serve(ln, mux); err != nil {
