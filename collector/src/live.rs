@@ -131,6 +131,8 @@ impl<W: Write> Sink for HttpSink<W> {
             "lost_conn": stats.get(stat::LOST_CONN),
             "kernel_read_failures": stats.get(stat::KERNEL_READ_FAILURES),
             "proto_rejected": stats.get(stat::PROTO_REJECTED),
+            "go_duplicate_entries": stats.get(stat::GO_DUPLICATE_ENTRIES),
+            "go_unmatched_returns": stats.get(stat::GO_UNMATCHED_RETURNS),
             "malformed_records": malformed,
             "connections": p.connections,
             "http_connections": p.http_connections,

@@ -299,6 +299,8 @@ pub fn stats_json(s: &KernelStats) -> serde_json::Value {
         "lost_conn": s.get(stat::LOST_CONN),
         "proto_rejected": s.get(stat::PROTO_REJECTED),
         "kernel_read_failures": s.get(stat::KERNEL_READ_FAILURES),
+        "go_duplicate_entries": s.get(stat::GO_DUPLICATE_ENTRIES),
+        "go_unmatched_returns": s.get(stat::GO_UNMATCHED_RETURNS),
     })
 }
 

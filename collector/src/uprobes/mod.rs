@@ -59,14 +59,14 @@ const ATTACHED: &[(ProbeId, &str, &str)] = &[
     ),
 ];
 
-/// The registers `probe-ebpf/src/go.rs` reads, per probe: (parameter or
-/// result name, registers). A plan that puts them elsewhere is refused.
-fn expected_registers(
-    id: ProbeId,
-) -> (
-    &'static [(&'static str, &'static [Reg])],
-    &'static [(usize, &'static [Reg])],
-) {
+/// (parameter name, its registers at entry).
+type ParamRegs = &'static [(&'static str, &'static [Reg])];
+/// (result index, its registers at a return).
+type ResultRegs = &'static [(usize, &'static [Reg])];
+
+/// The registers `probe-ebpf/src/go.rs` reads, per probe. A plan that puts
+/// them elsewhere is refused.
+fn expected_registers(id: ProbeId) -> (ParamRegs, ResultRegs) {
     match id {
         ProbeId::HttpServer => (&[("rw", &[Reg::Rbx, Reg::Rcx]), ("req", &[Reg::Rdi])], &[]),
         ProbeId::HttpClientRoundTrip => (
