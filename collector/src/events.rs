@@ -5,9 +5,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use probe_common::{
     COMM_LEN, CloseEvent, ConnEvent, DATA_LAST, DATA_READ_FAILED, DATA_TRUNCATED, DIR_EGRESS,
-    DataEvent, EventHeader, EventKind, ExecEvent, GO_CLIENT_ERROR, GO_HTTP_SERVER, GO_PHASE_ENTRY,
-    GO_READ_FAILED, GO_STATUS_UNKNOWN, GoGoroutineEvent, GoSpanEvent, ProcExitEvent, ROLE_CLIENT,
-    ROLE_SERVER, Syscall,
+    DataEvent, EventHeader, EventKind, ExecEvent, GO_CLIENT_ERROR, GO_FIELDS,
+    GO_GRPC_CLIENT_RECEIVED, GO_GRPC_CLIENT_SENT, GO_GRPC_SERVER_RECEIVED, GO_HTTP_SERVER,
+    GO_PHASE_ENTRY, GO_READ_FAILED, GO_STATUS_UNKNOWN, GoGoroutineEvent, GoHeadersEvent,
+    GoSpanEvent, ProcExitEvent, ROLE_CLIENT, ROLE_SERVER, Syscall,
 };
 use protocols::record::Direction;
 
@@ -212,6 +213,36 @@ pub struct GoGoroutine {
     pub target: u64,
 }
 
+/// Which grpc-go function a [`GoHeaders`] list comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GrpcList {
+    /// A client sent request headers (`loopyWriter.writeHeader`).
+    ClientSent,
+    /// A server sent response headers or trailers (`loopyWriter.writeHeader`).
+    ServerSent,
+    /// A server received request headers (`http2Server.operateHeaders`).
+    ServerReceived,
+    /// A client received response headers or trailers
+    /// (`http2Client.operateHeaders`).
+    ClientReceived,
+}
+
+/// A decoded HTTP/2 header list as grpc-go holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GoHeaders {
+    pub common: Common,
+    pub goid: u64,
+    pub target: u64,
+    pub stream_id: u32,
+    pub list: GrpcList,
+    pub end_stream: bool,
+    /// Fields in the list (only the first `GO_FIELDS` are in `fields`).
+    pub total: u32,
+    pub read_failed: bool,
+    /// (name, value): each the first bytes and the real length.
+    pub fields: Vec<(GoStr, GoStr)>,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event<'a> {
     Data(Data<'a>),
@@ -220,6 +251,7 @@ pub enum Event<'a> {
     ProcExit(Common),
     GoSpan(GoSpan),
     GoGoroutine(GoGoroutine),
+    GoHeaders(GoHeaders),
     /// A process started a new program.
     Exec(Common),
 }
@@ -234,6 +266,7 @@ impl Event<'_> {
             Event::ProcExit(p) | Event::Exec(p) => p.ts_ns,
             Event::GoSpan(s) => s.common.ts_ns,
             Event::GoGoroutine(g) => g.common.ts_ns,
+            Event::GoHeaders(h) => h.common.ts_ns,
         }
     }
 }
@@ -370,6 +403,34 @@ pub fn parse(buf: &[u8]) -> Result<Event<'_>, EventError> {
                 parent: ev.parent_goid,
                 child: ev.child_goid,
                 target: ev.target,
+            }))
+        }
+        Some(EventKind::GoHeaders) => {
+            let ev: GoHeadersEvent = read(buf)?;
+            let n = (ev.total as usize).min(GO_FIELDS);
+            Ok(Event::GoHeaders(GoHeaders {
+                common: common(&ev.header),
+                goid: ev.goid,
+                target: ev.target,
+                stream_id: ev.stream_id,
+                list: match ev.kind {
+                    GO_GRPC_CLIENT_SENT => GrpcList::ClientSent,
+                    GO_GRPC_SERVER_RECEIVED => GrpcList::ServerReceived,
+                    GO_GRPC_CLIENT_RECEIVED => GrpcList::ClientReceived,
+                    _ => GrpcList::ServerSent,
+                },
+                end_stream: ev.end_stream != 0,
+                total: ev.total,
+                read_failed: ev.flags & GO_READ_FAILED != 0,
+                fields: ev.fields[..n]
+                    .iter()
+                    .map(|f| {
+                        (
+                            GoStr::new(&f.name, f.name_len),
+                            GoStr::new(&f.value, f.value_len),
+                        )
+                    })
+                    .collect(),
             }))
         }
         Some(EventKind::Exec) => {

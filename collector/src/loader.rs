@@ -109,6 +109,9 @@ pub const GO_PROGRAMS: &[&str] = &[
     "go_http_client_return",
     "go_newproc_enter",
     "go_newproc_return",
+    "go_grpc_write_header",
+    "go_grpc_server_headers",
+    "go_grpc_client_headers",
 ];
 
 /// (program, tracepoint category, tracepoint). Exits come first so that no

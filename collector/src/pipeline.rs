@@ -260,7 +260,7 @@ impl<W: Write> Pipeline<W> {
                 }
                 Ok(())
             }
-            Event::GoSpan(_) | Event::GoGoroutine(_) => {
+            Event::GoSpan(_) | Event::GoGoroutine(_) | Event::GoHeaders(_) => {
                 if let Some(j) = &mut self.go {
                     j.on_event(ev);
                 }

@@ -81,6 +81,18 @@ impl<W: Write> RawPrinter<W> {
                 s.path.lossy(),
                 s.status
             ),
+            Event::GoHeaders(h) => writeln!(
+                self.out,
+                "{} {}[{}/{}] go grpc {:?} stream {} {} fields{}",
+                self.clock.wall(h.common.ts_ns),
+                h.common.comm,
+                h.common.key.tgid,
+                h.common.tid,
+                h.list,
+                h.stream_id,
+                h.total,
+                if h.end_stream { ", end of stream" } else { "" }
+            ),
             Event::GoGoroutine(g) => writeln!(
                 self.out,
                 "{} {}[{}] goroutine {} created {}",
@@ -271,6 +283,16 @@ fn event_json(ev: &Event<'_>, clock: &Clock) -> serde_json::Value {
             "method": s.method.lossy(),
             "host": s.host.lossy(),
             "path": s.path.lossy(),
+        }),
+        Event::GoHeaders(h) => json!({
+            "type": "go_headers",
+            "ts_ns": h.common.ts_ns,
+            "time": clock.rfc3339(h.common.ts_ns),
+            "pid": h.common.key.tgid,
+            "list": format!("{:?}", h.list),
+            "stream_id": h.stream_id,
+            "end_stream": h.end_stream,
+            "fields": h.fields.iter().map(|(n, v)| [n.lossy(), v.lossy()]).collect::<Vec<_>>(),
         }),
         Event::GoGoroutine(g) => json!({
             "type": "go_goroutine",

@@ -307,3 +307,135 @@ fn source_both_adds_the_go_view_to_exchanges() {
     assert_eq!(echo["caller_func"], "/handle");
     assert!(echo["goroutine"].as_u64().unwrap() > 0);
 }
+
+/// gRPC over a connection opened after sniff started: the grpc-go probes
+/// give each call's method, status and decoded headers on both sides
+/// (`--source uprobes`), and `sniff compare` agrees with the kernel's
+/// HTTP/2 decoding, stream by stream.
+#[test]
+fn grpc_calls_from_uprobes_and_compare_agrees() {
+    let _g = serial();
+    if !ready() {
+        return;
+    }
+    let exe = build("grpclate", "full", "grpclate", &[]);
+
+    let mut p = GoProc::start(&exe, &["127.0.0.1:0"]);
+    let pid = p.pid().to_string();
+    let sniff = attached_to(&exe, &["--source", "uprobes", "--json", "--pid", &pid]);
+    for _ in 0..3 {
+        assert_eq!(p.ask(), "SERVING");
+    }
+    let out = sniff.stop();
+    let calls: Vec<serde_json::Value> = out
+        .lines
+        .iter()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["type"] == "go_grpc_call")
+        .collect();
+    assert_eq!(calls.len(), 6, "{:?}\n{}", out.lines, out.stderr);
+    for side in ["client", "server"] {
+        let mine: Vec<_> = calls.iter().filter(|c| c["side"] == side).collect();
+        assert_eq!(mine.len(), 3, "{side}: {calls:?}");
+        for c in mine {
+            assert_eq!(c["path"], "/grpc.health.v1.Health/Check");
+            assert_eq!(c["grpc_status"], 0);
+            assert_eq!(c["status"], 200);
+            assert_eq!(c["authority"], p.addr.as_str());
+            let has = |list: &str, name: &str, value: &str| {
+                c[list]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|f| f[0] == name && f[1].as_str().unwrap().starts_with(value))
+            };
+            assert!(has("req_headers", "user-agent", "grpc-go/"), "{c}");
+            assert!(
+                has("req_headers", "content-type", "application/grpc"),
+                "{c}"
+            );
+            assert!(has("resp_headers", "grpc-status", "0"), "{c}");
+        }
+    }
+    drop(p);
+
+    // A new process: its client connects after sniff compare started.
+    let mut p = GoProc::start(&exe, &["127.0.0.1:0"]);
+    let pid = p.pid().to_string();
+    let sniff = attached_to(&exe, &["compare", "--pid", &pid]);
+    for _ in 0..5 {
+        assert_eq!(p.ask(), "SERVING");
+    }
+    let out = sniff.stop();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        out.lines.join("\n"),
+        out.stderr
+    );
+    assert_eq!(
+        out.lines.last().map(String::as_str),
+        Some("agree: 10 matched, 0 only in syscalls, 0 only in uprobes, 0 field mismatches"),
+        "{}",
+        out.lines.join("\n")
+    );
+}
+
+/// An HTTP/2 connection joined mid-way: the kernel cannot decode headers
+/// indexed in HPACK's dynamic table before capture began (it marks the
+/// exchange `headers_partial`); the Go view carries them, decoded.
+#[test]
+fn grpc_headers_from_uprobes_fill_a_late_joined_connection() {
+    let _g = serial();
+    if !ready() {
+        return;
+    }
+    let exe = build("grpclate", "full", "grpclate", &[]);
+    let mut p = GoProc::start(&exe, &["127.0.0.1:0"]);
+    // Connect and fill the HPACK tables before sniff starts.
+    for _ in 0..2 {
+        assert_eq!(p.ask(), "SERVING");
+    }
+    let pid = p.pid().to_string();
+    let sniff = attached_to(&exe, &["--json", "--pid", &pid]);
+    for _ in 0..2 {
+        assert_eq!(p.ask(), "SERVING");
+    }
+    let out = sniff.stop();
+    let exchanges: Vec<serde_json::Value> = out
+        .lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["type"] == "exchange")
+        .collect();
+    assert_eq!(exchanges.len(), 2, "{exchanges:?}\n{}", out.stderr);
+    for ex in &exchanges {
+        let flags: Vec<&str> = ex["flags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f.as_str().unwrap())
+            .collect();
+        assert!(flags.contains(&"headers_partial"), "{ex}");
+        let unknown = ex["req_headers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f[1].as_str().unwrap().starts_with("<unknown"));
+        assert!(unknown, "{ex}");
+        let go = &ex["go"];
+        let req = go["req_headers"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{ex}"));
+        assert!(
+            req.iter()
+                .any(|f| f[0] == "user-agent" && f[1].as_str().unwrap().starts_with("grpc-go/")),
+            "{ex}"
+        );
+        assert!(
+            req.iter()
+                .any(|f| f[0] == ":path" && f[1] == "/grpc.health.v1.Health/Check"),
+            "{ex}"
+        );
+    }
+}

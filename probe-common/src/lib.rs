@@ -40,6 +40,8 @@ pub enum EventKind {
     /// A process called execve ([`ExecEvent`]), sent only under
     /// [`CFG_EXEC_EVENTS`].
     Exec = 7,
+    /// A grpc-go header list ([`GoHeadersEvent`]).
+    GoHeaders = 8,
 }
 
 impl EventKind {
@@ -52,6 +54,7 @@ impl EventKind {
             5 => Some(EventKind::GoSpan),
             6 => Some(EventKind::GoGoroutine),
             7 => Some(EventKind::Exec),
+            8 => Some(EventKind::GoHeaders),
             _ => None,
         }
     }
@@ -317,6 +320,58 @@ pub struct GoGoroutineEvent {
 }
 const _: () = assert!(core::mem::size_of::<GoGoroutineEvent>() == 72);
 
+/// [`GoHeadersEvent::kind`]: `(*loopyWriter).writeHeader` of a client
+/// transport: request headers sent.
+pub const GO_GRPC_CLIENT_SENT: u8 = 1;
+/// `(*loopyWriter).writeHeader` of a server transport: response headers or
+/// trailers sent.
+pub const GO_GRPC_SERVER_SENT: u8 = 2;
+/// `(*http2Server).operateHeaders`: request headers received.
+pub const GO_GRPC_SERVER_RECEIVED: u8 = 3;
+/// `(*http2Client).operateHeaders`: response headers or trailers received.
+pub const GO_GRPC_CLIENT_RECEIVED: u8 = 4;
+
+/// Header fields copied per [`GoHeadersEvent`], and bytes of each name and
+/// value: gRPC's pseudo-headers, content-type, grpc-status and -message,
+/// user-agent and a few custom metadata entries fit.
+pub const GO_FIELDS: usize = 12;
+pub const GO_FIELD_NAME_LEN: usize = 32;
+pub const GO_FIELD_VALUE_LEN: usize = 96;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct GoField {
+    /// Real lengths (the arrays hold the first bytes).
+    pub name_len: u32,
+    pub value_len: u32,
+    pub name: [u8; GO_FIELD_NAME_LEN],
+    pub value: [u8; GO_FIELD_VALUE_LEN],
+}
+const _: () = assert!(core::mem::size_of::<GoField>() == 136);
+
+/// One HTTP/2 header list as grpc-go holds it, decoded
+/// (`[]hpack.HeaderField`), sent or received.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct GoHeadersEvent {
+    pub header: EventHeader,
+    pub goid: u64,
+    pub target: u64,
+    pub stream_id: u32,
+    /// Fields in the list; the first [`GO_FIELDS`] are in `fields`.
+    pub total: u32,
+    /// `GO_GRPC_*`.
+    pub kind: u8,
+    /// The list ends the stream (trailers, or a trailers-only response).
+    /// Known for sent lists only.
+    pub end_stream: u8,
+    /// `GO_READ_FAILED`.
+    pub flags: u8,
+    pub _pad: [u8; 5],
+    pub fields: [GoField; GO_FIELDS],
+}
+const _: () = assert!(core::mem::size_of::<GoHeadersEvent>() == 80 + 136 * GO_FIELDS);
+
 /// Struct field offsets one attached Go executable's probes read through,
 /// from its DWARF or the fallback table (`collector/src/golang/offsets.rs`).
 /// Keyed by the attach cookie in the `GO_TARGETS` map.
@@ -337,9 +392,19 @@ pub struct GoOffsets {
     /// `net/http.response` (the HTTP/1 ResponseWriter): req, status.
     pub sresp_req: u32,
     pub sresp_status: u32,
-    pub _pad: u32,
+    /// grpc-go `loopyWriter.side` (0: client, 1: server).
+    pub loopy_side: u32,
+    /// x/net `MetaHeadersFrame`: HeadersFrame (pointer), Fields (slice).
+    pub mhf_headers_frame: u32,
+    pub mhf_fields: u32,
+    /// x/net `HeadersFrame.FrameHeader` + `FrameHeader.StreamID`.
+    pub hf_stream_id: u32,
+    /// x/net `hpack.HeaderField`: Name, Value, and its size.
+    pub field_name: u32,
+    pub field_value: u32,
+    pub field_size: u32,
 }
-const _: () = assert!(core::mem::size_of::<GoOffsets>() == 40);
+const _: () = assert!(core::mem::size_of::<GoOffsets>() == 64);
 
 /// Key of the kernel's connection table.
 #[repr(C)]

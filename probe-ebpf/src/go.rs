@@ -14,6 +14,9 @@
 //! | `go_http_client_return` | same | each `RET` | `*Response` RAX, error itab RBX |
 //! | `go_newproc_enter` | `runtime.newproc1` | entry | creator `*g` RBX |
 //! | `go_newproc_return` | same | each `RET` | new `*g` RAX |
+//! | `go_grpc_write_header` | grpc-go `(*loopyWriter).writeHeader` | entry | `l` RAX (side), streamID RBX, endStream RCX, hf (RDI, RSI) |
+//! | `go_grpc_server_headers` | grpc-go `(*http2Server).operateHeaders` | entry | `frame` RBX |
+//! | `go_grpc_client_headers` | grpc-go `(*http2Client).operateHeaders` | entry | `frame` RBX |
 //!
 //! The current goroutine is R14 in Go code. Struct offsets come per attached
 //! executable from `GO_TARGETS`, keyed by the attach cookie.
@@ -41,9 +44,11 @@ use aya_ebpf::{
     programs::{ProbeContext, TracePointContext},
 };
 use probe_common::{
-    CFG_EXEC_EVENTS, EventHeader, EventKind, ExecEvent, GO_CLIENT_ERROR, GO_HOST_LEN,
-    GO_HTTP_CLIENT, GO_HTTP_SERVER, GO_METHOD_LEN, GO_PATH_LEN, GO_PHASE_ENTRY, GO_PHASE_RETURN,
-    GO_READ_FAILED, GO_STATUS_UNKNOWN, GoGoroutineEvent, GoOffsets, GoSpanEvent, stat,
+    CFG_EXEC_EVENTS, EventHeader, EventKind, ExecEvent, GO_CLIENT_ERROR, GO_FIELD_NAME_LEN,
+    GO_FIELD_VALUE_LEN, GO_FIELDS, GO_GRPC_CLIENT_RECEIVED, GO_GRPC_CLIENT_SENT,
+    GO_GRPC_SERVER_RECEIVED, GO_GRPC_SERVER_SENT, GO_HOST_LEN, GO_HTTP_CLIENT, GO_HTTP_SERVER,
+    GO_METHOD_LEN, GO_PATH_LEN, GO_PHASE_ENTRY, GO_PHASE_RETURN, GO_READ_FAILED, GO_STATUS_UNKNOWN,
+    GoGoroutineEvent, GoHeadersEvent, GoOffsets, GoSpanEvent, stat,
 };
 
 use crate::{
@@ -390,6 +395,138 @@ pub fn go_newproc_return(ctx: ProbeContext) -> u32 {
         target: t.cookie,
     };
     emit::record(&ev);
+    0
+}
+
+/// One decoded header list: `count` `hpack.HeaderField`s at `fields`.
+struct HeaderList {
+    kind: u8,
+    stream_id: u32,
+    end: u8,
+    fields: u64,
+    count: u64,
+}
+
+/// Sends one header list.
+#[inline(always)]
+fn emit_headers(ctx: &ProbeContext, t: &Target, l: &HeaderList) {
+    let (kind, stream_id, end, fields, count) = (l.kind, l.stream_id, l.end, l.fields, l.count);
+    let Some(mut entry) = EVENTS.reserve::<GoHeadersEvent>(0) else {
+        count_drop();
+        return;
+    };
+    let p = entry.as_mut_ptr();
+    // SAFETY: `p` is the reserved record, exactly one GoHeadersEvent;
+    // zeroed first so no stale ring-buffer bytes reach userspace.
+    let ev = unsafe {
+        core::ptr::write_bytes(p, 0, 1);
+        &mut *p
+    };
+    let id = bpf_get_current_pid_tgid();
+    // SAFETY: plain helper call.
+    let now = unsafe { bpf_ktime_get_ns() };
+    ev.header = header(EventKind::GoHeaders, id, now);
+    ev.goid = goid(t, regs(ctx).r14).unwrap_or(0);
+    ev.target = t.cookie;
+    ev.stream_id = stream_id;
+    ev.total = if count > u32::MAX as u64 {
+        u32::MAX
+    } else {
+        count as u32
+    };
+    ev.kind = kind;
+    ev.end_stream = end;
+    let o = &t.off;
+    for i in 0..GO_FIELDS {
+        if i as u64 >= count {
+            break;
+        }
+        let f = fields + i as u64 * o.field_size as u64;
+        let field = &mut ev.fields[i];
+        match read_go_string::<GO_FIELD_NAME_LEN>(&mut field.name, f + o.field_name as u64) {
+            Ok(n) => field.name_len = n,
+            Err(_) => ev.flags |= GO_READ_FAILED,
+        }
+        match read_go_string::<GO_FIELD_VALUE_LEN>(&mut field.value, f + o.field_value as u64) {
+            Ok(n) => field.value_len = n,
+            Err(_) => ev.flags |= GO_READ_FAILED,
+        }
+    }
+    entry.submit(0);
+}
+
+#[inline(always)]
+fn count_drop() {
+    count(stat::RINGBUF_DROPS, 1);
+}
+
+/// grpc-go `(*loopyWriter).writeHeader(streamID uint32, endStream bool,
+/// hf []hpack.HeaderField, onWrite func())`: a header list about to be
+/// HPACK-encoded and sent, by either side.
+#[uprobe]
+pub fn go_grpc_write_header(ctx: ProbeContext) -> u32 {
+    let Some(t) = target(&ctx) else { return 0 };
+    let r = regs(&ctx);
+    let Ok(side) = read_u64(r.rax + t.off.loopy_side as u64) else {
+        return 0;
+    };
+    let kind = if side == 1 {
+        GO_GRPC_SERVER_SENT
+    } else {
+        GO_GRPC_CLIENT_SENT
+    };
+    let end = (r.rcx & 0xff != 0) as u8;
+    let list = HeaderList {
+        kind,
+        stream_id: r.rbx as u32,
+        end,
+        fields: r.rdi,
+        count: r.rsi,
+    };
+    emit_headers(&ctx, &t, &list);
+    0
+}
+
+/// A received `*http2.MetaHeadersFrame` (RBX): stream id and fields.
+#[inline(always)]
+fn received(ctx: &ProbeContext, kind: u8) {
+    let Some(t) = target(ctx) else { return };
+    let frame = regs(ctx).rbx;
+    let o = &t.off;
+    let Ok(hf) = read_u64(frame + o.mhf_headers_frame as u64) else {
+        return;
+    };
+    // SAFETY: reads the target's memory through the checked helper.
+    let stream_id =
+        unsafe { bpf_probe_read_user((hf + o.hf_stream_id as u64) as *const u32) }.unwrap_or(0);
+    let (Ok(fields), Ok(n)) = (
+        read_u64(frame + o.mhf_fields as u64),
+        read_u64(frame + o.mhf_fields as u64 + 8),
+    ) else {
+        return;
+    };
+    let list = HeaderList {
+        kind,
+        stream_id,
+        end: 0,
+        fields,
+        count: n,
+    };
+    emit_headers(ctx, &t, &list);
+}
+
+/// grpc-go `(*http2Server).operateHeaders(frame, ...)`: a request's headers.
+#[uprobe]
+pub fn go_grpc_server_headers(ctx: ProbeContext) -> u32 {
+    received(&ctx, GO_GRPC_SERVER_RECEIVED);
+    0
+}
+
+/// grpc-go `(*http2Client).operateHeaders(frame)`: response headers or
+/// trailers.
+#[uprobe]
+pub fn go_grpc_client_headers(ctx: ProbeContext) -> u32 {
+    received(&ctx, GO_GRPC_CLIENT_RECEIVED);
     0
 }
 

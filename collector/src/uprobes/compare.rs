@@ -130,6 +130,8 @@ mod tests {
             status: Some(200),
             start_ns: 0,
             proto: "http1",
+            stream_id: None,
+            grpc_status: None,
         };
         let mut out = Vec::new();
         write(

@@ -7,7 +7,9 @@
 //! `ServeHTTP`, a client one a `roundTrip`), with the same method and path
 //! (the kernel's request target without its query, percent-decoded, as Go's
 //! `URL.Path` is), and start within [`WINDOW_NS`] of each other; among
-//! several, the nearest in time.
+//! several, the nearest in time. For gRPC the HTTP/2 stream id must match
+//! too, and is enough when the kernel could not decode `:path` (HTTP/2
+//! joined mid-way).
 //!
 //! - [`Enricher`]: for `--source both`, each kernel exchange of a Go
 //!   process gets the Go view (goroutine, and for a client call the
@@ -21,7 +23,10 @@ use probe_common::GO_PATH_LEN;
 use protocols::record::{Exchange, Flags, Side};
 use serde::Serialize;
 
-use super::spans::{Finished, Tracker};
+use super::{
+    grpc::{GrpcCall, GrpcTracker},
+    spans::{Finished, Tracker},
+};
 use crate::{events::Event, render::ConnMeta};
 
 /// Largest start-time difference between a kernel exchange and its Go
@@ -48,6 +53,41 @@ pub struct GoCall {
     /// Client calls: the path of the request it was made for (`None`:
     /// unlinked).
     pub caller_func: Option<String>,
+    /// gRPC (grpc-go probes): the HTTP/2 stream, `grpc-status`, and the
+    /// decoded request and response header lists.
+    pub grpc: Option<GrpcPart>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GrpcPart {
+    pub stream_id: u32,
+    pub status: Option<u32>,
+    pub request: Vec<(String, String)>,
+    pub response: Vec<(String, String)>,
+}
+
+impl From<GrpcCall> for GoCall {
+    fn from(g: GrpcCall) -> GoCall {
+        GoCall {
+            tgid: g.tgid,
+            side: g.side,
+            goid: g.goid,
+            method: "POST".into(),
+            host: g.authority,
+            path: g.path,
+            status: g.status,
+            error: false,
+            start_ns: g.start_ns,
+            end_ns: Some(g.end_ns),
+            caller_func: None,
+            grpc: Some(GrpcPart {
+                stream_id: g.stream_id,
+                status: g.grpc_status,
+                request: g.request,
+                response: g.response,
+            }),
+        }
+    }
 }
 
 impl GoCall {
@@ -65,6 +105,7 @@ impl GoCall {
                 start_ns: s.start_ns,
                 end_ns: Some(s.end_ns),
                 caller_func: None,
+                grpc: None,
             },
             Finished::Client(c) => GoCall {
                 tgid: c.tgid,
@@ -78,6 +119,7 @@ impl GoCall {
                 start_ns: c.start_ns,
                 end_ns: Some(c.end_ns),
                 caller_func: c.caller.map(|k| k.path),
+                grpc: None,
             },
         }
     }
@@ -86,7 +128,8 @@ impl GoCall {
 /// The Go view added to an exchange (JSON field `go`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct GoView {
-    /// `net/http.serverHandler.ServeHTTP` or `net/http.(*Transport).roundTrip`.
+    /// `net/http.serverHandler.ServeHTTP` or `net/http.(*Transport).roundTrip`;
+    /// for gRPC, the grpc-go function that saw the request headers.
     pub function: &'static str,
     pub goroutine: u64,
     /// For a client call: the path of the request it was made for, or
@@ -94,6 +137,14 @@ pub struct GoView {
     pub caller_func: String,
     /// Status net/http reported (null: not known, or not finished yet).
     pub status: Option<u16>,
+    /// gRPC: `grpc-status` and the header lists as grpc-go decoded them
+    /// (complete even where the kernel view could not decode HPACK).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grpc_status: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub req_headers: Option<Vec<(String, String)>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resp_headers: Option<Vec<(String, String)>>,
 }
 
 /// What is compared of a kernel exchange.
@@ -108,6 +159,8 @@ pub struct KernelView {
     pub status: Option<u16>,
     pub start_ns: u64,
     pub proto: &'static str,
+    pub stream_id: Option<u32>,
+    pub grpc_status: Option<u32>,
 }
 
 impl KernelView {
@@ -121,6 +174,8 @@ impl KernelView {
             status: ex.status,
             start_ns: ex.request.first_ns,
             proto: ex.proto.as_str(),
+            stream_id: ex.stream_id,
+            grpc_status: ex.grpc.as_ref().and_then(|g| g.status),
         }
     }
 }
@@ -152,6 +207,16 @@ fn same_request(k: &KernelView, c: &GoCall) -> bool {
     if k.tgid != c.tgid || k.side != c.side || k.method != c.method {
         return false;
     }
+    if let (Some(a), Some(g)) = (k.stream_id, &c.grpc) {
+        if a != g.stream_id {
+            return false;
+        }
+        // Joined mid-way, the kernel may not have decoded `:path` (an HPACK
+        // entry from before capture): the stream id tells.
+        if k.target.is_empty() {
+            return true;
+        }
+    }
     let path = url_path(&k.target);
     // The kernel copies the first GO_PATH_LEN bytes of a longer path.
     path == c.path || (c.path.len() >= GO_PATH_LEN && path.starts_with(&c.path))
@@ -171,6 +236,7 @@ fn nearest<'a>(k: &KernelView, calls: impl Iterator<Item = (usize, &'a GoCall)>)
 #[derive(Default)]
 pub struct Enricher {
     tracker: Tracker,
+    grpc: GrpcTracker,
     /// Calls in progress, by (process, side, goroutine).
     open: HashMap<(u32, Side, u64), (GoCall, bool)>,
     /// Finished calls not joined yet, per (process, side), oldest first.
@@ -222,6 +288,7 @@ impl Enricher {
                         start_ns: s.start_ns,
                         end_ns: None,
                         caller_func: self.tracker.open_client_caller(tgid, s.goid),
+                        grpc: None,
                     };
                     self.open.insert((tgid, side, s.goid), (call, false));
                 }
@@ -239,9 +306,25 @@ impl Enricher {
                     q.push_back(call);
                 }
             }
+            Event::GoHeaders(h) => {
+                let Some(call) = self.grpc.on_headers(h) else {
+                    return;
+                };
+                let call = GoCall::from(call);
+                if self.record {
+                    self.finished.push(call);
+                } else {
+                    let q = self.recent.entry((call.tgid, call.side)).or_default();
+                    if q.len() >= RECENT_MAX {
+                        q.pop_front();
+                    }
+                    q.push_back(call);
+                }
+            }
             Event::ProcExit(p) => {
                 let tgid = p.key.tgid;
                 self.tracker.forget(tgid);
+                self.grpc.forget(tgid);
                 self.open.retain(|k, _| k.0 != tgid);
                 self.recent.retain(|k, _| k.0 != tgid);
             }
@@ -262,7 +345,12 @@ impl Enricher {
             let i = nearest(&k, q.iter().enumerate())?;
             q.remove(i)
         });
-        let call = match finished {
+        let open_grpc = || {
+            let g = self.grpc.open_call(k.tgid, k.side, k.stream_id?)?;
+            let c = GoCall::from(g.clone());
+            same_request(&k, &c).then_some(c)
+        };
+        let call = match finished.or_else(open_grpc) {
             Some(c) => c,
             None => {
                 let mut best: Option<(&mut (GoCall, bool), u64)> = None;
@@ -281,9 +369,15 @@ impl Enricher {
             }
         };
         Some(GoView {
-            function: match call.side {
-                Side::Server => "net/http.serverHandler.ServeHTTP",
-                Side::Client => "net/http.(*Transport).roundTrip",
+            function: match (call.side, call.grpc.is_some()) {
+                (Side::Server, false) => "net/http.serverHandler.ServeHTTP",
+                (Side::Client, false) => "net/http.(*Transport).roundTrip",
+                (Side::Server, true) => {
+                    "google.golang.org/grpc/internal/transport.(*http2Server).operateHeaders"
+                }
+                (Side::Client, true) => {
+                    "google.golang.org/grpc/internal/transport.(*loopyWriter).writeHeader"
+                }
             },
             goroutine: call.goid,
             caller_func: match call.side {
@@ -294,6 +388,9 @@ impl Enricher {
                     .unwrap_or_else(|| super::topology::UNLINKED.to_string()),
             },
             status: call.status,
+            grpc_status: call.grpc.as_ref().and_then(|g| g.status),
+            req_headers: call.grpc.as_ref().map(|g| g.request.clone()),
+            resp_headers: call.grpc.map(|g| g.response),
         })
     }
 }
@@ -358,6 +455,12 @@ pub fn compare(kernel: &[KernelView], calls: &[GoCall]) -> Report {
         {
             differ("host", a.clone(), c.host.clone());
         }
+        if let Some(g) = &c.grpc
+            && k.grpc_status != g.status
+        {
+            let show = |s: Option<u32>| s.map_or_else(|| "none".to_string(), |s| s.to_string());
+            differ("grpc-status", show(k.grpc_status), show(g.status));
+        }
     }
     report.only_uprobes = calls
         .iter()
@@ -382,6 +485,8 @@ mod tests {
             status: Some(status),
             start_ns: start,
             proto: "http1",
+            stream_id: None,
+            grpc_status: None,
         }
     }
 
@@ -398,6 +503,7 @@ mod tests {
             start_ns: start,
             end_ns: Some(start + 10),
             caller_func: None,
+            grpc: None,
         }
     }
 

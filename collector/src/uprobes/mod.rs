@@ -13,6 +13,7 @@
 //! detached with the reason on stderr ([`crate::golang::plausible`]).
 
 pub mod compare;
+pub mod grpc;
 pub mod join;
 pub mod sink;
 pub mod spans;
@@ -28,10 +29,13 @@ use aya::programs::uprobe::UProbeLinkId;
 use probe_common::GoOffsets;
 
 use crate::{
-    events::{Event, GoProbe, GoSpan},
+    events::{Event, GoHeaders, GoProbe, GoSpan, GrpcList},
     golang::{
         abi::Reg,
-        offsets::{HTTP_REQUEST, HTTP_RESPONSE, HTTP_SERVER_RESPONSE, RUNTIME_G, URL},
+        offsets::{
+            GRPC_LOOPY_WRITER, HTTP_REQUEST, HTTP_RESPONSE, HTTP_SERVER_RESPONSE, RUNTIME_G, URL,
+            XNET_FRAME_HEADER, XNET_HEADER_FIELD, XNET_HEADERS_FRAME, XNET_META_HEADERS_FRAME,
+        },
         plan::{self, Attach, Plan},
         plausible::{self, Implausible, Trust, Verdict},
         probes::ProbeId,
@@ -40,23 +44,26 @@ use crate::{
     procfs,
 };
 
-/// The probes attached, with their entry and return programs.
-const ATTACHED: &[(ProbeId, &str, &str)] = &[
+/// The probes attached, with their entry and (if any) return programs.
+const ATTACHED: &[(ProbeId, &str, Option<&str>)] = &[
     (
         ProbeId::HttpServer,
         "go_http_server_enter",
-        "go_http_server_return",
+        Some("go_http_server_return"),
     ),
     (
         ProbeId::HttpClientRoundTrip,
         "go_http_client_enter",
-        "go_http_client_return",
+        Some("go_http_client_return"),
     ),
     (
         ProbeId::GoroutineNew,
         "go_newproc_enter",
-        "go_newproc_return",
+        Some("go_newproc_return"),
     ),
+    (ProbeId::GrpcWriteHeader, "go_grpc_write_header", None),
+    (ProbeId::GrpcServerHeaders, "go_grpc_server_headers", None),
+    (ProbeId::GrpcClientHeaders, "go_grpc_client_headers", None),
 ];
 
 /// (parameter name, its registers at entry).
@@ -74,6 +81,16 @@ fn expected_registers(id: ProbeId) -> (ParamRegs, ResultRegs) {
             &[(0, &[Reg::Rax]), (1, &[Reg::Rbx, Reg::Rcx])],
         ),
         ProbeId::GoroutineNew => (&[("callergp", &[Reg::Rbx])], &[(0, &[Reg::Rax])]),
+        ProbeId::GrpcWriteHeader => (
+            &[
+                ("l", &[Reg::Rax]),
+                ("streamID", &[Reg::Rbx]),
+                ("endStream", &[Reg::Rcx]),
+                ("hf", &[Reg::Rdi, Reg::Rsi, Reg::R8]),
+            ],
+            &[],
+        ),
+        ProbeId::GrpcServerHeaders | ProbeId::GrpcClientHeaders => (&[("frame", &[Reg::Rbx])], &[]),
         _ => (&[], &[]),
     }
 }
@@ -116,18 +133,33 @@ fn go_offsets(plan: &Plan) -> Result<GoOffsets, String> {
             .and_then(|o| u32::try_from(o).ok())
             .ok_or_else(|| format!("no offset for {strukt}.{name}"))
     };
+    let size = |strukt: &str| -> u32 {
+        plan.ready()
+            .find_map(|(_, a)| a.layout(strukt).map(|l| l.size))
+            .and_then(|s| u32::try_from(s).ok())
+            .unwrap_or(0)
+    };
+    // Only the goroutine id is read by every probe. A probe is ready only
+    // if the layouts of all the structs it reads were found, so an offset
+    // missing here (0) belongs to a probe that is not attached.
+    let opt = |strukt: &str, name: &str| field(strukt, name).unwrap_or(0);
     Ok(GoOffsets {
         g_goid: field(RUNTIME_G, "goid")?,
-        req_method: field(HTTP_REQUEST, "Method")?,
-        req_url: field(HTTP_REQUEST, "URL")?,
-        req_host: field(HTTP_REQUEST, "Host")?,
-        url_host: field(URL, "Host")?,
-        url_path: field(URL, "Path")?,
-        // Only roundTrip reads it; a server-only binary may lack the type.
-        resp_status: field(HTTP_RESPONSE, "StatusCode").unwrap_or(0),
-        sresp_req: field(HTTP_SERVER_RESPONSE, "req").unwrap_or(0),
-        sresp_status: field(HTTP_SERVER_RESPONSE, "status").unwrap_or(0),
-        _pad: 0,
+        req_method: opt(HTTP_REQUEST, "Method"),
+        req_url: opt(HTTP_REQUEST, "URL"),
+        req_host: opt(HTTP_REQUEST, "Host"),
+        url_host: opt(URL, "Host"),
+        url_path: opt(URL, "Path"),
+        resp_status: opt(HTTP_RESPONSE, "StatusCode"),
+        sresp_req: opt(HTTP_SERVER_RESPONSE, "req"),
+        sresp_status: opt(HTTP_SERVER_RESPONSE, "status"),
+        loopy_side: opt(GRPC_LOOPY_WRITER, "side"),
+        mhf_headers_frame: opt(XNET_META_HEADERS_FRAME, "HeadersFrame"),
+        mhf_fields: opt(XNET_META_HEADERS_FRAME, "Fields"),
+        hf_stream_id: opt(XNET_HEADERS_FRAME, "FrameHeader") + opt(XNET_FRAME_HEADER, "StreamID"),
+        field_name: opt(XNET_HEADER_FIELD, "Name"),
+        field_value: opt(XNET_HEADER_FIELD, "Value"),
+        field_size: size(XNET_HEADER_FIELD),
     })
 }
 
@@ -184,6 +216,50 @@ fn plausible_span(s: &GoSpan) -> Result<(), Implausible> {
         plausible::host("net/http.Request.Host", &s.host.bytes)?;
     } else if !s.status_unknown && !s.client_error {
         plausible::status("HTTP status", s.status)?;
+    }
+    Ok(())
+}
+
+/// The checks of a header list: a real HTTP/2 stream id, field names as
+/// HTTP/2 sends them (lowercase, printable), a sane count.
+fn plausible_headers(h: &GoHeaders) -> Result<(), Implausible> {
+    let bad = |what, value: String, expected| {
+        Err(Implausible {
+            what,
+            value,
+            expected,
+        })
+    };
+    if h.read_failed {
+        return bad("hpack.HeaderField", "unreadable".into(), "readable memory");
+    }
+    if h.stream_id == 0 || h.stream_id > 1 << 31 {
+        return bad(
+            "http2.FrameHeader.StreamID",
+            h.stream_id.to_string(),
+            "a stream id (1 to 2^31-1)",
+        );
+    }
+    if h.total > 4096 {
+        return bad(
+            "[]hpack.HeaderField length",
+            h.total.to_string(),
+            "a plausible header count",
+        );
+    }
+    for (name, _) in &h.fields {
+        let ok = !name.bytes.is_empty()
+            && name
+                .bytes
+                .iter()
+                .all(|&b| b.is_ascii_graphic() && !b.is_ascii_uppercase());
+        if !ok {
+            return bad(
+                "hpack.HeaderField.Name",
+                format!("{:?}", name.lossy()),
+                "a lowercase HTTP/2 header name",
+            );
+        }
     }
     Ok(())
 }
@@ -297,6 +373,8 @@ impl Manager {
             let Some(p) = plan.probe(id) else { continue };
             let a = match &p.outcome {
                 Ok(a) => a,
+                // Not using a library is no news.
+                Err(plan::Unavailable::NotLinked { .. }) => continue,
                 Err(why) => {
                     if self.verbose {
                         eprintln!("sniff: {who}: {} not probed: {why}", id.name());
@@ -311,13 +389,16 @@ impl Manager {
             let path = &plan.target.attach_path;
             let entry = probes.attach_go(enter, vec![a.entry.aya_point(Some(cookie))], path);
             let rets = entry.and_then(|l| {
+                let Some(ret) = ret else {
+                    return Ok((l, None));
+                };
                 let points = a
                     .returns
                     .iter()
                     .map(|s| s.aya_point(Some(cookie)))
                     .collect();
                 match probes.attach_go(ret, points, path) {
-                    Ok(r) => Ok((l, r)),
+                    Ok(r) => Ok((l, Some((ret, r)))),
                     Err(e) => {
                         probes.detach_go(enter, l);
                         Err(e)
@@ -327,7 +408,9 @@ impl Manager {
             match rets {
                 Ok((l, r)) => {
                     target.links.push((id, enter, l));
-                    target.links.push((id, ret, r));
+                    if let Some((ret, r)) = r {
+                        target.links.push((id, ret, r));
+                    }
                     target.trust.insert(id, Trust::new(id.name()));
                     attached.push(id.name());
                 }
@@ -357,6 +440,15 @@ impl Manager {
                 return true;
             }
             Event::GoSpan(s) => (s.target, probe_of(s), plausible_span(s)),
+            Event::GoHeaders(h) => (
+                h.target,
+                match h.list {
+                    GrpcList::ClientSent | GrpcList::ServerSent => ProbeId::GrpcWriteHeader,
+                    GrpcList::ServerReceived => ProbeId::GrpcServerHeaders,
+                    GrpcList::ClientReceived => ProbeId::GrpcClientHeaders,
+                },
+                plausible_headers(h),
+            ),
             Event::GoGoroutine(g) => (
                 g.target,
                 ProbeId::GoroutineNew,

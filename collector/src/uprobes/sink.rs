@@ -6,12 +6,18 @@ use std::io::{self, Write};
 
 use serde_json::json;
 
+use protocols::record::Side;
+
 use super::{
+    grpc::{GrpcCall, GrpcTracker},
     spans::{Finished, Tracker},
     topology::{Namer, Topology, UNLINKED},
 };
 use crate::{
-    clock::rfc3339_from_unix_ns, events::Event, loader::KernelStats, render::latency_human,
+    clock::rfc3339_from_unix_ns,
+    events::Event,
+    loader::KernelStats,
+    render::{grpc_status_name, latency_human},
     session::Sink,
 };
 
@@ -78,6 +84,7 @@ impl<W: Write> Sink for TopologySink<W> {
 /// alone (no socket capture).
 pub struct CallSink<W: Write> {
     tracker: Tracker,
+    grpc: GrpcTracker,
     json: bool,
     clock_offset_ns: i128,
     out: W,
@@ -87,6 +94,7 @@ impl<W: Write> CallSink<W> {
     pub fn new(json: bool, clock_offset_ns: i128, out: W) -> Self {
         CallSink {
             tracker: Tracker::new(),
+            grpc: GrpcTracker::new(),
             json,
             clock_offset_ns,
             out,
@@ -158,6 +166,58 @@ impl<W: Write> CallSink<W> {
     }
 }
 
+impl<W: Write> CallSink<W> {
+    fn grpc_call(&mut self, c: &GrpcCall, comm: &str) -> io::Result<()> {
+        let unix_ns = (c.start_ns as i128 + self.clock_offset_ns).max(0);
+        let latency = c.end_ns.saturating_sub(c.start_ns);
+        let side = match c.side {
+            Side::Client => "client",
+            Side::Server => "server",
+        };
+        if self.json {
+            let v = json!({
+                "type": "go_grpc_call",
+                "side": side,
+                "time": rfc3339_from_unix_ns(unix_ns),
+                "start_ns": unix_ns as u64,
+                "latency_ns": latency,
+                "pid": c.tgid,
+                "comm": comm,
+                "stream_id": c.stream_id,
+                "path": c.path,
+                "authority": c.authority,
+                "status": c.status,
+                "grpc_status": c.grpc_status,
+                "grpc_message": c.grpc_message,
+                "req_headers": c.request,
+                "resp_headers": c.response,
+            });
+            serde_json::to_writer(&mut self.out, &v)?;
+            return self.out.write_all(b"\n");
+        }
+        let time = rfc3339_from_unix_ns(unix_ns);
+        let time = time.get(11..26).unwrap_or(&time);
+        let status = c.grpc_status.map_or_else(
+            || "?".to_string(),
+            |s| format!("{} ({s})", grpc_status_name(s)),
+        );
+        writeln!(
+            self.out,
+            "{time} gRPC {} → {status}  {}",
+            c.path,
+            latency_human(latency)
+        )?;
+        writeln!(
+            self.out,
+            "  {comm}[{}] go grpc {side}, h2 stream {}, {} request and {} response header fields",
+            c.tgid,
+            c.stream_id,
+            c.request.len(),
+            c.response.len()
+        )
+    }
+}
+
 impl<W: Write> Sink for CallSink<W> {
     fn event(&mut self, _raw: &[u8], ev: &Event<'_>) -> io::Result<()> {
         match ev {
@@ -166,8 +226,16 @@ impl<W: Write> Sink for CallSink<W> {
                     self.call(&f, &s.common.comm.as_str())?;
                 }
             }
+            Event::GoHeaders(h) => {
+                if let Some(c) = self.grpc.on_headers(h) {
+                    self.grpc_call(&c, &h.common.comm.as_str())?;
+                }
+            }
             Event::GoGoroutine(g) => self.tracker.on_goroutine(g),
-            Event::ProcExit(p) => self.tracker.forget(p.key.tgid),
+            Event::ProcExit(p) => {
+                self.tracker.forget(p.key.tgid);
+                self.grpc.forget(p.key.tgid);
+            }
             _ => {}
         }
         Ok(())

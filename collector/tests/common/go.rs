@@ -7,7 +7,7 @@ use std::{
     collections::HashSet,
     io::{BufRead, BufReader},
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Child, ChildStdout, Command, Stdio},
     sync::Mutex,
     time::Duration,
 };
@@ -87,6 +87,7 @@ pub struct GoProc {
     pub child: Child,
     /// The address it listens on.
     pub addr: String,
+    out: BufReader<ChildStdout>,
 }
 
 impl GoProc {
@@ -104,12 +105,19 @@ impl GoProc {
         out.read_line(&mut addr).unwrap();
         let addr = addr.trim().to_string();
         assert!(!addr.is_empty(), "{} printed no address", exe.display());
-        // Keep draining its stdout so it never blocks on a full pipe.
-        std::thread::spawn(move || {
-            let mut sink = Vec::new();
-            let _ = std::io::Read::read_to_end(&mut out, &mut sink);
-        });
-        GoProc { child, addr }
+        GoProc { child, addr, out }
+    }
+
+    /// Writes a line to its stdin and returns the line it answers (the
+    /// gRPC programs make one call per line).
+    pub fn ask(&mut self) -> String {
+        use std::io::Write;
+        let stdin = self.child.stdin.as_mut().unwrap();
+        stdin.write_all(b"call\n").unwrap();
+        stdin.flush().unwrap();
+        let mut line = String::new();
+        self.out.read_line(&mut line).unwrap();
+        line.trim().to_string()
     }
 
     pub fn pid(&self) -> u32 {
