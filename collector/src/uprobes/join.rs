@@ -508,6 +508,50 @@ mod tests {
     }
 
     #[test]
+    fn grpc_matches_by_stream_id_and_compares_grpc_status() {
+        let grpc = |stream_id, status| GrpcPart {
+            stream_id,
+            status: Some(status),
+            request: Vec::new(),
+            response: Vec::new(),
+        };
+        let mut kernel = [
+            k(Side::Client, "/a.B/C", 200, 100),
+            k(Side::Client, "", 200, 100),
+            k(Side::Client, "/a.B/C", 200, 100),
+        ];
+        for (i, kv) in kernel.iter_mut().enumerate() {
+            kv.method = "POST".into();
+            kv.stream_id = Some(1 + 2 * i as u32);
+            kv.grpc_status = Some(0);
+        }
+        let mut calls = [
+            c(Side::Client, "/a.B/C", 200, 100),
+            c(Side::Client, "/a.B/C", 200, 100),
+            c(Side::Client, "/a.B/C", 200, 100),
+        ];
+        // Streams 5, 3 and 1; stream 5 ended with grpc-status 14.
+        for (i, cv) in calls.iter_mut().enumerate() {
+            cv.method = "POST".into();
+            cv.grpc = Some(grpc(5 - 2 * i as u32, if i == 0 { 14 } else { 0 }));
+        }
+        let r = compare(&kernel, &calls);
+        // Stream 3's :path was not decoded by the kernel: its stream id
+        // matches it all the same.
+        assert_eq!(
+            (r.matched, r.only_syscalls.len(), r.only_uprobes.len()),
+            (3, 0, 0)
+        );
+        assert_eq!(r.mismatches.len(), 1);
+        let m = &r.mismatches[0];
+        assert_eq!(m.kernel.stream_id, Some(5));
+        assert_eq!(
+            (m.field, m.syscalls.as_str(), m.uprobes.as_str()),
+            ("grpc-status", "0", "14")
+        );
+    }
+
+    #[test]
     fn targets_become_go_paths() {
         assert_eq!(url_path("/a/b?x=1#f"), "/a/b");
         assert_eq!(url_path("/a%20b%2Fc"), "/a b/c");

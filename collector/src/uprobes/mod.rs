@@ -520,25 +520,39 @@ mod tests {
     /// with DWARF and without.
     #[test]
     fn plans_of_real_binaries_fit_the_programs() {
-        for variant in [Variant::Full, Variant::Stripped] {
-            let Some(bytes) = testbins::bytes(Program::NetHttp, variant) else {
+        let target = || plan::Target {
+            attach_path: "/x".into(),
+            pid: None,
+            exe: "/x".into(),
+        };
+        let cases = [
+            (Program::NetHttp, Variant::Full),
+            (Program::NetHttp, Variant::Stripped),
+            (Program::Grpc, Variant::Full),
+        ];
+        for (program, variant) in cases {
+            let Some(bytes) = testbins::bytes(program, variant) else {
                 return;
             };
-            let target = plan::Target {
-                attach_path: "/x".into(),
-                pid: None,
-                exe: "/x".into(),
-            };
-            let plan = plan_bytes(&bytes, target).unwrap();
+            let plan = plan_bytes(&bytes, target()).unwrap();
+            let grpc = program == Program::Grpc;
             for &(id, _, _) in ATTACHED {
+                let is_grpc = id.name().starts_with("grpc");
+                if is_grpc != grpc && id != ProbeId::GoroutineNew {
+                    continue;
+                }
                 let a = plan.probe(id).unwrap().outcome.as_ref().unwrap();
                 check_registers(id, a).unwrap();
             }
             let o = go_offsets(&plan).unwrap();
-            assert_eq!(
-                (o.g_goid, o.req_method, o.req_url, o.req_host),
-                (152, 0, 16, 128)
-            );
+            assert_eq!(o.g_goid, 152);
+            if grpc {
+                assert_eq!((o.loopy_side, o.mhf_headers_frame, o.mhf_fields), (0, 0, 8));
+                assert_eq!((o.hf_stream_id, o.field_name, o.field_value), (8, 0, 16));
+                assert_eq!(o.field_size, 40);
+                continue;
+            }
+            assert_eq!((o.req_method, o.req_url, o.req_host), (0, 16, 128));
             assert_eq!((o.url_host, o.url_path, o.resp_status), (40, 56, 16));
             assert_eq!((o.sresp_req, o.sresp_status), (8, 120), "{variant:?}");
         }
