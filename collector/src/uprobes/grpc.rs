@@ -100,11 +100,10 @@ impl GrpcTracker {
             call.grpc_message = Some(m.to_string());
         }
         call.response.extend(fields);
-        if grpc_status.is_none() {
-            return None;
-        }
+        // Trailers (or a trailers-only response) end the call.
+        let grpc_status = grpc_status?;
         let mut call = self.open.remove(&key)?;
-        call.grpc_status = grpc_status;
+        call.grpc_status = Some(grpc_status);
         call.end_ns = h.common.ts_ns;
         Some(call)
     }
