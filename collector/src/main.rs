@@ -57,6 +57,15 @@ Examples:
   sniff replay cap.sniff              the same output, later, on any machine
   sniff replay traffic.pcap           decode a tcpdump/Wireshark capture the same way
 
+Go programs (Go 1.17+, amd64) are also probed from the inside (uprobes on net/http and
+grpc-go; nothing in the program changes), running now or started later:
+  sniff                               (--source both) each exchange of a Go program gets a
+                                      \"go:\" line: goroutine, handler, which handler made a call
+  sniff --source uprobes              Go calls from uprobes alone, gRPC with decoded headers
+  sniff topology --duration 30        [caller, caller_func, callee, callee_func] with counts,
+                                      errors, p50/p99 (sniff topology --help)
+  sniff compare --pid 4242            both views of one program, matched; exit 1 if they differ
+
 Both ends of a connection on this host are reported once, from the client's side,
 naming the server process; --side client|server shows one side's view of every
 connection instead. Secrets (Authorization, Cookie, Set-Cookie, ...) are redacted
