@@ -439,3 +439,30 @@ fn grpc_headers_from_uprobes_fill_a_late_joined_connection() {
         );
     }
 }
+
+/// A position-independent executable (`-buildmode=pie`): probes attach at
+/// file offsets, wherever the binary is loaded.
+#[test]
+fn pie_binary_is_probed() {
+    let _g = serial();
+    if !ready() {
+        return;
+    }
+    let exe = build("handoff", "pie", "handoff", &["-buildmode=pie"]);
+    let p = GoProc::start(&exe, &["127.0.0.1:0"]);
+    let pid = p.pid().to_string();
+    let sniff = attached_to(&exe, &["topology", "--json", "--pid", &pid]);
+    for _ in 0..2 {
+        assert_eq!(get(&p.addr, "/child"), 200);
+        assert_eq!(get(&p.addr, "/worker"), 200);
+    }
+    let out = sniff.stop();
+    let callee = format!("{} (handoff)", p.addr);
+    let want = BTreeMap::from([
+        (t("handoff", "/child", &callee, "/echo"), (2, 0)),
+        (t("handoff", "/echo", "none", "none"), (4, 0)),
+        (t("handoff", "/worker", "none", "none"), (2, 0)),
+        (t("handoff", "unlinked", &callee, "/echo"), (2, 0)),
+    ]);
+    assert_eq!(tuples(&out), want, "stderr:\n{}", out.stderr);
+}
