@@ -296,9 +296,7 @@ impl Probes {
         fill_set::<u16>(&mut ebpf, "PORTS", &cfg.ports)?;
 
         let mut attached = 0;
-        let exec = [("go_exec", "sched", "sched_process_exec")];
-        let extra: &[(&'static str, &'static str, &'static str)] = if cfg.go { &exec } else { &[] };
-        for &(name, category, tracepoint) in PROGRAMS.iter().chain(extra) {
+        for &(name, category, tracepoint) in PROGRAMS {
             let program: &mut TracePoint = ebpf
                 .program_mut(name)
                 .ok_or(LoadError::MissingProgram { name })?
@@ -334,22 +332,16 @@ impl Probes {
             attached += 1;
         }
 
-        if cfg.go {
-            for &name in GO_PROGRAMS {
-                let program: &mut UProbe = ebpf
-                    .program_mut(name)
-                    .ok_or(LoadError::MissingProgram { name })?
-                    .try_into()
-                    .map_err(|e: ProgramError| LoadError::Program {
-                        name,
-                        detail: e.to_string(),
-                    })?;
-                program.load().map_err(|e| LoadError::Program {
-                    name,
-                    detail: verifier_summary(&e),
-                })?;
-            }
-        }
+        // Go uprobes add to the syscall view; without them sniff still
+        // captures (the commands that need them check `go_loaded`).
+        let go = cfg.go
+            && match load_go(&mut ebpf) {
+                Ok(()) => true,
+                Err(e) => {
+                    eprintln!("sniff: Go uprobes unavailable: {e}");
+                    false
+                }
+            };
 
         // Parsing kernel BTF and the object took megabytes that are free
         // now: give them back, so a long-running sniff stays small.
@@ -364,8 +356,14 @@ impl Probes {
             stats,
             conns,
             attached,
-            go: cfg.go,
+            go,
         })
+    }
+
+    /// Whether the Go uprobe programs are loaded (asked for, and the kernel
+    /// took them).
+    pub fn go_loaded(&self) -> bool {
+        self.go && self.ebpf.is_some()
     }
 
     /// Gives the programs of the executable with attach cookie `cookie`
@@ -484,6 +482,47 @@ impl Probes {
         // SAFETY: one valid pollfd; EINTR (a signal) simply returns early.
         unsafe { libc::poll(&mut pfd, 1, ms) };
     }
+}
+
+/// Loads the Go uprobe programs (attached later, per executable) and
+/// attaches the exec tracepoint that reports programs started later.
+fn load_go(ebpf: &mut Ebpf) -> Result<(), LoadError> {
+    for &name in GO_PROGRAMS {
+        let program: &mut UProbe = ebpf
+            .program_mut(name)
+            .ok_or(LoadError::MissingProgram { name })?
+            .try_into()
+            .map_err(|e: ProgramError| LoadError::Program {
+                name,
+                detail: e.to_string(),
+            })?;
+        program.load().map_err(|e| LoadError::Program {
+            name,
+            detail: verifier_summary(&e),
+        })?;
+    }
+    let (name, category, tracepoint) = ("go_exec", "sched", "sched_process_exec");
+    let program: &mut TracePoint = ebpf
+        .program_mut(name)
+        .ok_or(LoadError::MissingProgram { name })?
+        .try_into()
+        .map_err(|e: ProgramError| LoadError::Program {
+            name,
+            detail: e.to_string(),
+        })?;
+    program.load().map_err(|e| LoadError::Program {
+        name,
+        detail: verifier_summary(&e),
+    })?;
+    program
+        .attach(category, tracepoint)
+        .map_err(|e| LoadError::Attach {
+            name,
+            category,
+            tracepoint,
+            source: Box::new(e),
+        })?;
+    Ok(())
 }
 
 fn map_error(name: &'static str) -> impl Fn(MapError) -> LoadError {

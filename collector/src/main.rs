@@ -410,7 +410,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             cfg.go = cli.source != "syscalls";
             cfg.go_only = cli.source == "uprobes";
             let mut probes = load(&cfg)?;
-            let mut manager = cfg.go.then(|| go_manager(&cli.capture, &mut probes));
+            if cli.source == "uprobes" {
+                need_go(&probes)?;
+            }
+            let go = probes.go_loaded();
+            let mut manager = go.then(|| go_manager(&cli.capture, &mut probes));
             let stdout = BufWriter::new(io::stdout().lock());
             let opts = cli.capture.options();
             if cli.source == "uprobes" {
@@ -419,7 +423,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 session::run(&mut probes, &mut sink, &opts, &stop, manager.as_mut())?;
             } else {
                 let mut sink = live::HttpSink::new(cli.view.filters(), renderer, stdout, None);
-                if cfg.go {
+                if go {
                     sink = sink.with_go(uprobes::join::Enricher::new(false));
                 }
                 session::run(&mut probes, &mut sink, &opts, &stop, manager.as_mut())?;
@@ -442,6 +446,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 cfg.comm = name.map(|n| n.chars().take(15).collect());
             }
             let mut probes = load(&cfg)?;
+            need_go(&probes)?;
             let mut manager = go_manager(&capture, &mut probes);
             if let Some(exe) = &exe {
                 manager
@@ -533,6 +538,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             cfg.go = true;
             cfg.go_only = true;
             let mut probes = load(&cfg)?;
+            need_go(&probes)?;
             let mut manager = go_manager(&capture, &mut probes);
             let namer = uprobes::topology::HostNamer::new(service_names.into_iter().collect());
             let stdout = BufWriter::new(io::stdout().lock());
@@ -551,6 +557,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Commands made of Go uprobes cannot go on without them.
+fn need_go(probes: &Probes) -> anyhow::Result<()> {
+    if !probes.go_loaded() {
+        anyhow::bail!("this needs Go uprobes, which could not be loaded (see above)");
+    }
+    Ok(())
 }
 
 /// Attaches Go uprobes to the running Go programs in scope (programs

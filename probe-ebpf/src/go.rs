@@ -59,7 +59,7 @@ use crate::{
 /// Offsets per attached executable, keyed by attach cookie (the loader's
 /// target id). Written by userspace before attaching.
 #[map]
-pub static GO_TARGETS: HashMap<u64, GoOffsets> = HashMap::with_max_entries(256, 0);
+pub static GO_TARGETS: HashMap<u64, GoOffsets> = HashMap::with_max_entries(4096, 0);
 
 #[repr(C)]
 #[derive(Clone, Copy)]
