@@ -139,6 +139,9 @@ pub fn run(
     }
     if opts.report {
         eprintln!("sniff: stopped. {}", loss_line(&s, malformed));
+        if let Some(line) = go_line(&s) {
+            eprintln!("sniff: {line}");
+        }
         if let Some(line) = sink.summary() {
             eprintln!("sniff: {line}");
         }
@@ -170,6 +173,18 @@ fn drain(
         }
     }
     Ok(())
+}
+
+/// What the Go uprobes counted, if anything.
+fn go_line(s: &KernelStats) -> Option<String> {
+    let dup = s.get(stat::GO_DUPLICATE_ENTRIES);
+    let unmatched = s.get(stat::GO_UNMATCHED_RETURNS);
+    if dup + unmatched == 0 {
+        return None;
+    }
+    Some(format!(
+        "Go uprobes: {dup} function entries seen twice (Go re-ran them after growing a goroutine's stack) counted once; {unmatched} returns without their entry (calls in progress at attach)"
+    ))
 }
 
 fn loss_changed(old: &KernelStats, new: &KernelStats) -> bool {

@@ -466,3 +466,37 @@ fn pie_binary_is_probed() {
     ]);
     assert_eq!(tuples(&out), want, "stderr:\n{}", out.stderr);
 }
+
+/// Calls made at stack depths 0..=400 from fresh goroutines: at some depths
+/// roundTrip's entry must grow the stack and Go runs the function again
+/// from its entry, so its entry probe fires twice. Each call is counted
+/// once, and the duplicates are reported.
+#[test]
+fn entries_repeated_by_stack_growth_are_counted_once() {
+    let _g = serial();
+    if !ready() {
+        return;
+    }
+    let exe = build("handoff", "full", "handoff", &[]);
+    let p = GoProc::start(&exe, &["127.0.0.1:0"]);
+    let pid = p.pid().to_string();
+    let sniff = attached_to(&exe, &["topology", "--json", "--pid", &pid]);
+    for d in 0..=400 {
+        assert_eq!(get(&p.addr, &format!("/deep?d={d}")), 200);
+    }
+    let out = sniff.stop();
+    let callee = format!("{} (handoff)", p.addr);
+    let want = BTreeMap::from([
+        (t("handoff", "/deep", &callee, "/echo"), (401, 0)),
+        (t("handoff", "/echo", "none", "none"), (401, 0)),
+    ]);
+    assert_eq!(tuples(&out), want, "stderr:\n{}", out.stderr);
+    let dup: u64 = out
+        .stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("sniff: Go uprobes: "))
+        .and_then(|l| l.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(dup > 0, "no entry was seen twice:\n{}", out.stderr);
+}

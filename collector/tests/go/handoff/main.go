@@ -9,6 +9,9 @@
 //	/worker  hands the call to /echo to a worker goroutine started by main,
 //	         through a channel (and waits for the answer)
 //	/fail    answers 503
+//	/deep    calls /echo from a goroutine it starts, D frames deep
+//	         (?d=D): some depth makes roundTrip grow the goroutine's
+//	         stack, and Go re-runs it from its entry
 //	/raw     sends GET /echo by hand over a TCP connection, not through
 //	         net/http's client (uprobes do not see that call)
 package main
@@ -22,6 +25,16 @@ import (
 	"os"
 	"sync"
 )
+
+//go:noinline
+func deep(d int, url string) int {
+	var pad [8]int
+	pad[d%8] = d
+	if d <= 0 {
+		return get(url) + pad[0]
+	}
+	return deep(d-1, url) + pad[d%8] - d
+}
 
 type job struct {
 	url  string
@@ -77,6 +90,13 @@ func main() {
 		j := job{url: base + "/echo", done: make(chan int)}
 		jobs <- j
 		w.WriteHeader(<-j.done)
+	})
+	mux.HandleFunc("/deep", func(w http.ResponseWriter, r *http.Request) {
+		d := 0
+		fmt.Sscan(r.URL.Query().Get("d"), &d)
+		done := make(chan int)
+		go func() { done <- deep(d, base+"/echo") }()
+		w.WriteHeader(<-done)
 	})
 	mux.HandleFunc("/raw", func(w http.ResponseWriter, r *http.Request) {
 		c, err := net.Dial("tcp", ln.Addr().String())
