@@ -1,7 +1,17 @@
 //! Go uprobes, userspace side: find Go executables (running processes at
 //! start, programs exec'd later), plan and attach the probes of
 //! `probe-ebpf/src/go.rs`, check what they read, and turn their events into
-//! calls ([`spans`]) and the service four-tuple ([`topology`]).
+//! calls.
+//!
+//! | module | what |
+//! |---|---|
+//! | this one | [`Manager`]: attach per executable, plausibility checks, detach |
+//! | [`spans`] | net/http server and client calls, linked through goroutine ancestry |
+//! | [`grpc`] | grpc-go calls from decoded header lists |
+//! | [`topology`] | the service four-tuple (`sniff topology`) |
+//! | [`join`] | kernel exchanges and Go calls matched (`--source both`, `sniff compare`) |
+//! | [`compare`] | the `sniff compare` report |
+//! | [`sink`] | outputs made of Go events alone (topology, `--source uprobes`) |
 //!
 //! A uprobe is attached to a file, so one attachment covers every process
 //! running that executable, now or later; executables are attached once,
