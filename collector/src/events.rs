@@ -6,9 +6,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use probe_common::{
     COMM_LEN, CloseEvent, ConnEvent, DATA_LAST, DATA_READ_FAILED, DATA_TRUNCATED, DIR_EGRESS,
     DataEvent, EventHeader, EventKind, ExecEvent, GO_CLIENT_ERROR, GO_FIELDS,
-    GO_GRPC_CLIENT_RECEIVED, GO_GRPC_CLIENT_SENT, GO_GRPC_SERVER_RECEIVED, GO_HTTP_SERVER,
-    GO_PHASE_ENTRY, GO_READ_FAILED, GO_STATUS_UNKNOWN, GoGoroutineEvent, GoHeadersEvent,
-    GoSpanEvent, ProcExitEvent, ROLE_CLIENT, ROLE_SERVER, Syscall,
+    GO_GRPC_CLIENT_RECEIVED, GO_GRPC_CLIENT_SENT, GO_GRPC_SERVER_RECEIVED, GO_GRPC_STREAM,
+    GO_HTTP_SERVER, GO_PHASE_ENTRY, GO_READ_FAILED, GO_STATUS_UNKNOWN, GoGoroutineEvent,
+    GoHeadersEvent, GoSpanEvent, ProcExitEvent, ROLE_CLIENT, ROLE_SERVER, Syscall,
 };
 use protocols::record::Direction;
 
@@ -163,6 +163,9 @@ pub enum GoProbe {
     HttpServer,
     /// `net/http.(*Transport).roundTrip`.
     HttpClient,
+    /// grpc-go `(*http2Client).NewStream` (return only): `path` is the
+    /// method, `host` the target, `status` the stream id.
+    GrpcStream,
 }
 
 /// A Go string as copied by the kernel: its first bytes and real length.
@@ -378,10 +381,10 @@ pub fn parse(buf: &[u8]) -> Result<Event<'_>, EventError> {
             let ev: GoSpanEvent = read(buf)?;
             Ok(Event::GoSpan(GoSpan {
                 common: common(&ev.header),
-                probe: if ev.probe == GO_HTTP_SERVER {
-                    GoProbe::HttpServer
-                } else {
-                    GoProbe::HttpClient
+                probe: match ev.probe {
+                    GO_HTTP_SERVER => GoProbe::HttpServer,
+                    GO_GRPC_STREAM => GoProbe::GrpcStream,
+                    _ => GoProbe::HttpClient,
                 },
                 entry: ev.phase == GO_PHASE_ENTRY,
                 goid: ev.goid,

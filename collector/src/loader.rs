@@ -109,6 +109,8 @@ pub const GO_PROGRAMS: &[&str] = &[
     "go_http_client_return",
     "go_newproc_enter",
     "go_newproc_return",
+    "go_grpc_stream_enter",
+    "go_grpc_stream_return",
     "go_grpc_write_header",
     "go_grpc_server_headers",
     "go_grpc_client_headers",

@@ -500,3 +500,31 @@ fn entries_repeated_by_stack_growth_are_counted_once() {
         .unwrap_or(0);
     assert!(dup > 0, "no entry was seen twice:\n{}", out.stderr);
 }
+
+/// An HTTP handler calling a gRPC service, directly and from a goroutine
+/// it starts: grpc-go's NewStream (in the caller's goroutine) links each
+/// call to the handler; the callee is the gRPC server's address, named.
+#[test]
+fn http_handler_calling_grpc_is_linked() {
+    let _g = serial();
+    if !ready() {
+        return;
+    }
+    let exe = build("mixed", "full", "mixed", &[]);
+    let p = GoProc::start(&exe, &[]);
+    let (http, grpc) = p.addr.split_once(' ').expect("HTTPADDR GRPCADDR");
+    let pid = p.pid().to_string();
+    let sniff = attached_to(&exe, &["topology", "--json", "--pid", &pid]);
+    for _ in 0..4 {
+        assert_eq!(get(http, "/grpc"), 200);
+        assert_eq!(get(http, "/go"), 200);
+    }
+    let out = sniff.stop();
+    let callee = format!("{grpc} (mixed)");
+    let method = "/grpc.health.v1.Health/Check";
+    let want = BTreeMap::from([
+        (t("mixed", "/go", &callee, method), (4, 0)),
+        (t("mixed", "/grpc", &callee, method), (4, 0)),
+    ]);
+    assert_eq!(tuples(&out), want, "stderr:\n{}", out.stderr);
+}

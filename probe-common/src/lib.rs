@@ -260,6 +260,10 @@ const _: () = assert!(core::mem::size_of::<ExecEvent>() == 48);
 pub const GO_HTTP_SERVER: u8 = 1;
 /// [`GoSpanEvent::probe`]: `net/http.(*Transport).roundTrip`.
 pub const GO_HTTP_CLIENT: u8 = 2;
+/// [`GoSpanEvent::probe`]: grpc-go `(*http2Client).NewStream`, reported at
+/// its return only: `path` is `CallHdr.Method`, `host` `CallHdr.Host`,
+/// `status` the new stream's id, in the goroutine that made the call.
+pub const GO_GRPC_STREAM: u8 = 3;
 /// [`GoSpanEvent::phase`]: the function's entry (strings filled).
 pub const GO_PHASE_ENTRY: u8 = 1;
 /// [`GoSpanEvent::phase`]: one of its `RET`s (status filled).
@@ -403,8 +407,13 @@ pub struct GoOffsets {
     pub field_name: u32,
     pub field_value: u32,
     pub field_size: u32,
+    /// grpc-go `CallHdr`: Host, Method; `Stream.id`.
+    pub callhdr_host: u32,
+    pub callhdr_method: u32,
+    pub gstream_id: u32,
+    pub _pad: u32,
 }
-const _: () = assert!(core::mem::size_of::<GoOffsets>() == 64);
+const _: () = assert!(core::mem::size_of::<GoOffsets>() == 80);
 
 /// Key of the kernel's connection table.
 #[repr(C)]

@@ -14,6 +14,8 @@
 //! | `go_http_client_return` | same | each `RET` | `*Response` RAX, error itab RBX |
 //! | `go_newproc_enter` | `runtime.newproc1` | entry | creator `*g` RBX |
 //! | `go_newproc_return` | same | each `RET` | new `*g` RAX |
+//! | `go_grpc_stream_enter` | grpc-go `(*http2Client).NewStream` | entry | `callHdr` RDI |
+//! | `go_grpc_stream_return` | same | each `RET` | `*Stream` RAX, error itab RBX |
 //! | `go_grpc_write_header` | grpc-go `(*loopyWriter).writeHeader` | entry | `l` RAX (side), streamID RBX, endStream RCX, hf (RDI, RSI) |
 //! | `go_grpc_server_headers` | grpc-go `(*http2Server).operateHeaders` | entry | `frame` RBX |
 //! | `go_grpc_client_headers` | grpc-go `(*http2Client).operateHeaders` | entry | `frame` RBX |
@@ -46,9 +48,9 @@ use aya_ebpf::{
 use probe_common::{
     CFG_EXEC_EVENTS, EventHeader, EventKind, ExecEvent, GO_CLIENT_ERROR, GO_FIELD_NAME_LEN,
     GO_FIELD_VALUE_LEN, GO_FIELDS, GO_GRPC_CLIENT_RECEIVED, GO_GRPC_CLIENT_SENT,
-    GO_GRPC_SERVER_RECEIVED, GO_GRPC_SERVER_SENT, GO_HOST_LEN, GO_HTTP_CLIENT, GO_HTTP_SERVER,
-    GO_METHOD_LEN, GO_PATH_LEN, GO_PHASE_ENTRY, GO_PHASE_RETURN, GO_READ_FAILED, GO_STATUS_UNKNOWN,
-    GoGoroutineEvent, GoHeadersEvent, GoOffsets, GoSpanEvent, stat,
+    GO_GRPC_SERVER_RECEIVED, GO_GRPC_SERVER_SENT, GO_GRPC_STREAM, GO_HOST_LEN, GO_HTTP_CLIENT,
+    GO_HTTP_SERVER, GO_METHOD_LEN, GO_PATH_LEN, GO_PHASE_ENTRY, GO_PHASE_RETURN, GO_READ_FAILED,
+    GO_STATUS_UNKNOWN, GoGoroutineEvent, GoHeadersEvent, GoOffsets, GoSpanEvent, stat,
 };
 
 use crate::{
@@ -216,9 +218,15 @@ fn goid(t: &Target, g: u64) -> Result<u64, i64> {
     read_u64(g + t.off.g_goid as u64)
 }
 
-/// Records a call's entry unless it is the same call again (stack growth).
+/// Records a call's entry unless it is the same call again (stack growth),
+/// and reports it.
 #[inline(always)]
 fn enter(ctx: &ProbeContext, probe: u8, req: u64, rw: u64) -> Result<(), i64> {
+    enter_as(ctx, probe, req, rw, true)
+}
+
+#[inline(always)]
+fn enter_as(ctx: &ProbeContext, probe: u8, req: u64, rw: u64, report: bool) -> Result<(), i64> {
     let Some(t) = target(ctx) else { return Ok(()) };
     let id = bpf_get_current_pid_tgid();
     let goid = goid(&t, regs(ctx).r14)?;
@@ -242,6 +250,9 @@ fn enter(ctx: &ProbeContext, probe: u8, req: u64, rw: u64) -> Result<(), i64> {
         start_ns: now,
     };
     GO_CALLS.insert(&key, &call, 0).map_err(i64::from)?;
+    if !report {
+        return Ok(());
+    }
     let span = Span {
         probe,
         phase: GO_PHASE_ENTRY,
@@ -395,6 +406,67 @@ pub fn go_newproc_return(ctx: ProbeContext) -> u32 {
         target: t.cookie,
     };
     emit::record(&ev);
+    0
+}
+
+/// grpc-go `(*http2Client).NewStream(ctx, callHdr *CallHdr)` entry:
+/// callHdr = RDI (ctx is RBX, RCX).
+#[uprobe]
+pub fn go_grpc_stream_enter(ctx: ProbeContext) -> u32 {
+    let r = regs(&ctx);
+    let _ = enter_as(&ctx, GO_GRPC_STREAM, r.rdi, 0, false);
+    0
+}
+
+/// NewStream at a `RET`: `*Stream` = RAX, error = (RBX, RCX). Reports the
+/// method and host of the call with the new stream's id, from the
+/// goroutine that made the call (which the header probes do not see: the
+/// headers are written by the connection's writer goroutine).
+#[uprobe]
+pub fn go_grpc_stream_return(ctx: ProbeContext) -> u32 {
+    let Some((t, id, goid, call)) = leave(&ctx, GO_GRPC_STREAM) else {
+        return 0;
+    };
+    let r = regs(&ctx);
+    if r.rbx != 0 || r.rax == 0 {
+        return 0;
+    }
+    // SAFETY: reads the target's memory through the checked helper.
+    let Ok(stream_id) =
+        (unsafe { bpf_probe_read_user((r.rax + t.off.gstream_id as u64) as *const u32) })
+    else {
+        return 0;
+    };
+    let Some(mut entry) = EVENTS.reserve::<GoSpanEvent>(0) else {
+        count_drop();
+        return 0;
+    };
+    let p = entry.as_mut_ptr();
+    // SAFETY: `p` is the reserved record, exactly one GoSpanEvent; zeroed
+    // first so no stale ring-buffer bytes reach userspace.
+    let ev = unsafe {
+        core::ptr::write_bytes(p, 0, 1);
+        &mut *p
+    };
+    // SAFETY: plain helper call.
+    let now = unsafe { bpf_ktime_get_ns() };
+    ev.header = header(EventKind::GoSpan, id, now);
+    ev.goid = goid;
+    ev.start_ns = call.start_ns;
+    ev.target = t.cookie;
+    ev.status = stream_id as i64;
+    ev.probe = GO_GRPC_STREAM;
+    ev.phase = GO_PHASE_RETURN;
+    let o = &t.off;
+    match read_go_string::<GO_PATH_LEN>(&mut ev.path, call.req + o.callhdr_method as u64) {
+        Ok(n) => ev.path_len = n,
+        Err(_) => ev.flags |= GO_READ_FAILED,
+    }
+    match read_go_string::<GO_HOST_LEN>(&mut ev.host, call.req + o.callhdr_host as u64) {
+        Ok(n) => ev.host_len = n,
+        Err(_) => ev.flags |= GO_READ_FAILED,
+    }
+    entry.submit(0);
     0
 }
 

@@ -273,7 +273,9 @@ impl Enricher {
                 if s.entry {
                     let side = match s.probe {
                         crate::events::GoProbe::HttpServer => Side::Server,
-                        crate::events::GoProbe::HttpClient => Side::Client,
+                        crate::events::GoProbe::HttpClient | crate::events::GoProbe::GrpcStream => {
+                            Side::Client
+                        }
                     };
                     let tgid = s.common.key.tgid;
                     let call = GoCall {

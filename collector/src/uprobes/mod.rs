@@ -43,8 +43,9 @@ use crate::{
     golang::{
         abi::Reg,
         offsets::{
-            GRPC_LOOPY_WRITER, HTTP_REQUEST, HTTP_RESPONSE, HTTP_SERVER_RESPONSE, RUNTIME_G, URL,
-            XNET_FRAME_HEADER, XNET_HEADER_FIELD, XNET_HEADERS_FRAME, XNET_META_HEADERS_FRAME,
+            GRPC_CALL_HDR, GRPC_LOOPY_WRITER, GRPC_STREAM, HTTP_REQUEST, HTTP_RESPONSE,
+            HTTP_SERVER_RESPONSE, RUNTIME_G, URL, XNET_FRAME_HEADER, XNET_HEADER_FIELD,
+            XNET_HEADERS_FRAME, XNET_META_HEADERS_FRAME,
         },
         plan::{self, Attach, Plan},
         plausible::{self, Implausible, Trust, Verdict},
@@ -70,6 +71,11 @@ const ATTACHED: &[(ProbeId, &str, Option<&str>)] = &[
         ProbeId::GoroutineNew,
         "go_newproc_enter",
         Some("go_newproc_return"),
+    ),
+    (
+        ProbeId::GrpcClientStream,
+        "go_grpc_stream_enter",
+        Some("go_grpc_stream_return"),
     ),
     (ProbeId::GrpcWriteHeader, "go_grpc_write_header", None),
     (ProbeId::GrpcServerHeaders, "go_grpc_server_headers", None),
@@ -99,6 +105,10 @@ fn expected_registers(id: ProbeId) -> (ParamRegs, ResultRegs) {
                 ("hf", &[Reg::Rdi, Reg::Rsi, Reg::R8]),
             ],
             &[],
+        ),
+        ProbeId::GrpcClientStream => (
+            &[("callHdr", &[Reg::Rdi])],
+            &[(0, &[Reg::Rax]), (1, &[Reg::Rbx, Reg::Rcx])],
         ),
         ProbeId::GrpcServerHeaders | ProbeId::GrpcClientHeaders => (&[("frame", &[Reg::Rbx])], &[]),
         _ => (&[], &[]),
@@ -170,6 +180,10 @@ fn go_offsets(plan: &Plan) -> Result<GoOffsets, String> {
         field_name: opt(XNET_HEADER_FIELD, "Name"),
         field_value: opt(XNET_HEADER_FIELD, "Value"),
         field_size: size(XNET_HEADER_FIELD),
+        callhdr_host: opt(GRPC_CALL_HDR, "Host"),
+        callhdr_method: opt(GRPC_CALL_HDR, "Method"),
+        gstream_id: opt(GRPC_STREAM, "id"),
+        _pad: 0,
     })
 }
 
@@ -207,6 +221,7 @@ fn probe_of(s: &GoSpan) -> ProbeId {
     match s.probe {
         GoProbe::HttpServer => ProbeId::HttpServer,
         GoProbe::HttpClient => ProbeId::HttpClientRoundTrip,
+        GoProbe::GrpcStream => ProbeId::GrpcClientStream,
     }
 }
 
@@ -220,7 +235,17 @@ fn plausible_span(s: &GoSpan) -> Result<(), Implausible> {
         });
     }
     plausible::goid("runtime.g.goid", s.goid as i64)?;
-    if s.entry {
+    if s.probe == GoProbe::GrpcStream {
+        plausible::grpc_method("CallHdr.Method", &s.path.bytes)?;
+        plausible::host("CallHdr.Host", &s.host.bytes)?;
+        if !(1..1 << 31).contains(&s.status) {
+            return Err(Implausible {
+                what: "transport.Stream.id",
+                value: s.status.to_string(),
+                expected: "a stream id (1 to 2^31-1)",
+            });
+        }
+    } else if s.entry {
         plausible::http_method("net/http.Request.Method", &s.method.bytes)?;
         plausible::url_path("net/url.URL.Path", &s.path.bytes)?;
         plausible::host("net/http.Request.Host", &s.host.bytes)?;

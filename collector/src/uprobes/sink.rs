@@ -23,6 +23,7 @@ use crate::{
 
 pub struct TopologySink<W: Write> {
     tracker: Tracker,
+    grpc: GrpcTracker,
     topology: Topology,
     namer: Box<dyn Namer>,
     json: bool,
@@ -33,6 +34,7 @@ impl<W: Write> TopologySink<W> {
     pub fn new(namer: Box<dyn Namer>, json: bool, out: W) -> Self {
         TopologySink {
             tracker: Tracker::new(),
+            grpc: GrpcTracker::new(),
             topology: Topology::new(),
             namer,
             json,
@@ -49,8 +51,25 @@ impl<W: Write> Sink for TopologySink<W> {
                     self.topology.add(&f, self.namer.as_mut());
                 }
             }
+            // gRPC client calls; a server's side is not in the table (its
+            // handler's own calls cannot be linked to it yet).
+            Event::GoHeaders(h) => {
+                if let Some(c) = self.grpc.on_headers(h)
+                    && c.side == Side::Client
+                {
+                    let caller = self
+                        .tracker
+                        .take_grpc_caller(c.tgid, c.stream_id)
+                        .flatten()
+                        .map(|k| k.path);
+                    self.topology.add_grpc(&c, caller, self.namer.as_mut());
+                }
+            }
             Event::GoGoroutine(g) => self.tracker.on_goroutine(g),
-            Event::ProcExit(p) => self.tracker.forget(p.key.tgid),
+            Event::ProcExit(p) => {
+                self.tracker.forget(p.key.tgid);
+                self.grpc.forget(p.key.tgid);
+            }
             _ => {}
         }
         Ok(())

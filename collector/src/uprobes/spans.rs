@@ -116,6 +116,8 @@ struct Process {
     /// Reverse of `inherited`, to drop inheritances when a request ends.
     heirs: HashMap<SpanId, Vec<u64>>,
     clients: HashMap<u64, OpenClient>,
+    /// gRPC streams opened (NewStream) and the request each was made for.
+    grpc_callers: HashMap<u32, Option<Caller>>,
 }
 
 /// Per-process goroutine state.
@@ -205,20 +207,15 @@ impl Tracker {
                     calls: open.calls,
                 }))
             }
+            (GoProbe::GrpcStream, _) => {
+                let caller = caller_of(p, s.goid);
+                // A stream id the process reuses (another connection)
+                // replaces the older entry.
+                p.grpc_callers.insert(s.status as u32, caller);
+                None
+            }
             (GoProbe::HttpClient, true) => {
-                let span = p.servers.get(&s.goid).map(|o| (o.id, s.goid)).or_else(|| {
-                    let id = *p.inherited.get(&s.goid)?;
-                    Some((id, *p.server_of.get(&id)?))
-                });
-                let caller = span.and_then(|(_, server_goid)| {
-                    let server = p.servers.get_mut(&server_goid)?;
-                    server.calls += 1;
-                    Some(Caller {
-                        method: server.method.clone(),
-                        path: server.path.clone(),
-                        goid: server_goid,
-                    })
-                });
+                let caller = caller_of(p, s.goid);
                 let open = OpenClient {
                     method: s.method.lossy(),
                     host: s.host.lossy(),
@@ -256,6 +253,12 @@ impl Tracker {
         }
     }
 
+    /// The request the gRPC call on `stream_id` was made for: `None` if
+    /// its stream was not seen opening, `Some(None)` if it is unlinked.
+    pub fn take_grpc_caller(&mut self, tgid: u32, stream_id: u32) -> Option<Option<Caller>> {
+        self.procs.get_mut(&tgid)?.grpc_callers.remove(&stream_id)
+    }
+
     /// The request an open client call of goroutine `goid` was made for.
     pub fn open_client_caller(&self, tgid: u32, goid: u64) -> Option<String> {
         let c = self.procs.get(&tgid)?.clients.get(&goid)?;
@@ -266,6 +269,24 @@ impl Tracker {
     pub fn forget(&mut self, tgid: u32) {
         self.procs.remove(&tgid);
     }
+}
+
+/// The request goroutine `goid` serves or inherited, if in progress; it
+/// gets one more linked call.
+fn caller_of(p: &mut Process, goid: u64) -> Option<Caller> {
+    let server_goid = if p.servers.contains_key(&goid) {
+        goid
+    } else {
+        let id = p.inherited.get(&goid)?;
+        *p.server_of.get(id)?
+    };
+    let server = p.servers.get_mut(&server_goid)?;
+    server.calls += 1;
+    Some(Caller {
+        method: server.method.clone(),
+        path: server.path.clone(),
+        goid: server_goid,
+    })
 }
 
 /// A request ended: goroutines that inherited it inherit nothing now.
@@ -436,6 +457,24 @@ mod tests {
         let mut ret = span(S, false, 4, 5, "", 0);
         ret.status_unknown = true;
         assert_eq!(server(t.on_span(&ret)).status, None);
+    }
+
+    #[test]
+    fn grpc_streams_opened_by_a_handler_are_linked_to_it() {
+        let mut t = Tracker::new();
+        t.on_span(&span(S, true, 10, 1, "/h", 0));
+        t.on_goroutine(&spawn(10, 11));
+        let mut open = span(GoProbe::GrpcStream, false, 11, 2, "", 5);
+        open.path = s("/a.B/C");
+        assert_eq!(t.on_span(&open), None);
+        open.goid = 99; // not a descendant of any request
+        open.status = 7;
+        t.on_span(&open);
+        let linked = t.take_grpc_caller(7, 5).unwrap().unwrap();
+        assert_eq!((linked.path.as_str(), linked.goid), ("/h", 10));
+        assert_eq!(t.take_grpc_caller(7, 7), Some(None));
+        assert_eq!(t.take_grpc_caller(7, 9), None);
+        assert_eq!(server(t.on_span(&span(S, false, 10, 3, "", 0))).calls, 1);
     }
 
     #[test]

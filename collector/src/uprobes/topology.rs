@@ -19,7 +19,7 @@ use std::{
 
 use serde::Serialize;
 
-use super::spans::Finished;
+use super::{grpc::GrpcCall, spans::Finished};
 use crate::{procfs, render::latency_human, sock_diag};
 
 /// caller_func of a client call no request could be linked to.
@@ -105,6 +105,21 @@ impl Topology {
         agg.count += 1;
         agg.errors += error as u64;
         agg.latencies.push(latency);
+    }
+
+    /// A finished gRPC client call; `caller`: the request path it was made
+    /// for (`None`: unlinked). Errors: a `grpc-status` other than OK.
+    pub fn add_grpc(&mut self, c: &GrpcCall, caller: Option<String>, namer: &mut dyn Namer) {
+        let tuple = Tuple {
+            caller: namer.service(c.tgid),
+            caller_func: caller.unwrap_or_else(|| UNLINKED.to_string()),
+            callee: namer.callee(&c.authority),
+            callee_func: c.path.clone(),
+        };
+        let agg = self.tuples.entry(tuple).or_default();
+        agg.count += 1;
+        agg.errors += (c.grpc_status != Some(0)) as u64;
+        agg.latencies.push(c.end_ns.saturating_sub(c.start_ns));
     }
 
     pub fn rows(&self) -> Vec<Row> {
