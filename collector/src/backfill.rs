@@ -126,6 +126,9 @@ impl Backfill {
                 }
                 Vec::new()
             }
+            Event::GoSpan(_) | Event::GoGoroutine(_) | Event::GoHeaders(_) | Event::Exec(_) => {
+                Vec::new()
+            }
             Event::Data(d) => {
                 let key = d.common.key;
                 if let Some(c) = self.unresolved.remove(&key) {

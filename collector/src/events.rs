@@ -5,7 +5,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use probe_common::{
     COMM_LEN, CloseEvent, ConnEvent, DATA_LAST, DATA_READ_FAILED, DATA_TRUNCATED, DIR_EGRESS,
-    DataEvent, EventHeader, EventKind, ProcExitEvent, ROLE_CLIENT, ROLE_SERVER, Syscall,
+    DataEvent, EventHeader, EventKind, ExecEvent, GO_CLIENT_ERROR, GO_FIELDS,
+    GO_GRPC_CLIENT_RECEIVED, GO_GRPC_CLIENT_SENT, GO_GRPC_SERVER_RECEIVED, GO_GRPC_STREAM,
+    GO_HTTP_SERVER, GO_PHASE_ENTRY, GO_READ_FAILED, GO_STATUS_UNKNOWN, GoGoroutineEvent,
+    GoHeadersEvent, GoSpanEvent, ProcExitEvent, ROLE_CLIENT, ROLE_SERVER, Syscall,
 };
 use protocols::record::Direction;
 
@@ -153,12 +156,122 @@ pub struct Close {
     pub ingress_bytes: u64,
 }
 
+/// Which probed Go function a [`GoSpan`] comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GoProbe {
+    /// `net/http.serverHandler.ServeHTTP`.
+    HttpServer,
+    /// `net/http.(*Transport).roundTrip`.
+    HttpClient,
+    /// grpc-go `(*http2Client).NewStream` (return only): `path` is the
+    /// method, `host` the target, `status` the stream id.
+    GrpcStream,
+}
+
+/// A Go string as copied by the kernel: its first bytes and real length.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GoStr {
+    pub bytes: Vec<u8>,
+    pub len: u32,
+}
+
+impl GoStr {
+    fn new(raw: &[u8], len: u32) -> GoStr {
+        GoStr {
+            bytes: raw[..raw.len().min(len as usize)].to_vec(),
+            len,
+        }
+    }
+
+    pub fn lossy(&self) -> String {
+        String::from_utf8_lossy(&self.bytes).into_owned()
+    }
+}
+
+/// A Go uprobe hit: entry (request fields) or return (status).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GoSpan {
+    pub common: Common,
+    pub probe: GoProbe,
+    pub entry: bool,
+    pub goid: u64,
+    pub start_ns: u64,
+    /// The attach cookie (which executable).
+    pub target: u64,
+    pub status: i64,
+    pub read_failed: bool,
+    pub client_error: bool,
+    pub status_unknown: bool,
+    pub method: GoStr,
+    pub host: GoStr,
+    pub path: GoStr,
+}
+
+/// Goroutine `parent` created `child` in process `common.key.tgid`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GoGoroutine {
+    pub common: Common,
+    pub parent: u64,
+    pub child: u64,
+    pub target: u64,
+}
+
+/// Which grpc-go function a [`GoHeaders`] list comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GrpcList {
+    /// A client sent request headers (`loopyWriter.writeHeader`).
+    ClientSent,
+    /// A server sent response headers or trailers (`loopyWriter.writeHeader`).
+    ServerSent,
+    /// A server received request headers (`http2Server.operateHeaders`).
+    ServerReceived,
+    /// A client received response headers or trailers
+    /// (`http2Client.operateHeaders`).
+    ClientReceived,
+}
+
+/// A decoded HTTP/2 header list as grpc-go holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GoHeaders {
+    pub common: Common,
+    pub goid: u64,
+    pub target: u64,
+    pub stream_id: u32,
+    pub list: GrpcList,
+    pub end_stream: bool,
+    /// Fields in the list (only the first `GO_FIELDS` are in `fields`).
+    pub total: u32,
+    pub read_failed: bool,
+    /// (name, value): each the first bytes and the real length.
+    pub fields: Vec<(GoStr, GoStr)>,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event<'a> {
     Data(Data<'a>),
     Conn(Conn),
     Close(Close),
     ProcExit(Common),
+    GoSpan(GoSpan),
+    GoGoroutine(GoGoroutine),
+    GoHeaders(GoHeaders),
+    /// A process started a new program.
+    Exec(Common),
+}
+
+impl Event<'_> {
+    /// When it happened (`bpf_ktime_get_ns` clock).
+    pub fn ts_ns(&self) -> u64 {
+        match self {
+            Event::Data(d) => d.common.ts_ns,
+            Event::Conn(c) => c.common.ts_ns,
+            Event::Close(c) => c.common.ts_ns,
+            Event::ProcExit(p) | Event::Exec(p) => p.ts_ns,
+            Event::GoSpan(s) => s.common.ts_ns,
+            Event::GoGoroutine(g) => g.common.ts_ns,
+            Event::GoHeaders(h) => h.common.ts_ns,
+        }
+    }
 }
 
 pub const AF_UNIX: u16 = 1;
@@ -263,6 +376,69 @@ pub fn parse(buf: &[u8]) -> Result<Event<'_>, EventError> {
         Some(EventKind::ProcExit) => {
             let ev: ProcExitEvent = read(buf)?;
             Ok(Event::ProcExit(common(&ev.header)))
+        }
+        Some(EventKind::GoSpan) => {
+            let ev: GoSpanEvent = read(buf)?;
+            Ok(Event::GoSpan(GoSpan {
+                common: common(&ev.header),
+                probe: match ev.probe {
+                    GO_HTTP_SERVER => GoProbe::HttpServer,
+                    GO_GRPC_STREAM => GoProbe::GrpcStream,
+                    _ => GoProbe::HttpClient,
+                },
+                entry: ev.phase == GO_PHASE_ENTRY,
+                goid: ev.goid,
+                start_ns: ev.start_ns,
+                target: ev.target,
+                status: ev.status,
+                read_failed: ev.flags & GO_READ_FAILED != 0,
+                client_error: ev.flags & GO_CLIENT_ERROR != 0,
+                status_unknown: ev.flags & GO_STATUS_UNKNOWN != 0,
+                method: GoStr::new(&ev.method, ev.method_len),
+                host: GoStr::new(&ev.host, ev.host_len),
+                path: GoStr::new(&ev.path, ev.path_len),
+            }))
+        }
+        Some(EventKind::GoGoroutine) => {
+            let ev: GoGoroutineEvent = read(buf)?;
+            Ok(Event::GoGoroutine(GoGoroutine {
+                common: common(&ev.header),
+                parent: ev.parent_goid,
+                child: ev.child_goid,
+                target: ev.target,
+            }))
+        }
+        Some(EventKind::GoHeaders) => {
+            let ev: GoHeadersEvent = read(buf)?;
+            let n = (ev.total as usize).min(GO_FIELDS);
+            Ok(Event::GoHeaders(GoHeaders {
+                common: common(&ev.header),
+                goid: ev.goid,
+                target: ev.target,
+                stream_id: ev.stream_id,
+                list: match ev.kind {
+                    GO_GRPC_CLIENT_SENT => GrpcList::ClientSent,
+                    GO_GRPC_SERVER_RECEIVED => GrpcList::ServerReceived,
+                    GO_GRPC_CLIENT_RECEIVED => GrpcList::ClientReceived,
+                    _ => GrpcList::ServerSent,
+                },
+                end_stream: ev.end_stream != 0,
+                total: ev.total,
+                read_failed: ev.flags & GO_READ_FAILED != 0,
+                fields: ev.fields[..n]
+                    .iter()
+                    .map(|f| {
+                        (
+                            GoStr::new(&f.name, f.name_len),
+                            GoStr::new(&f.value, f.value_len),
+                        )
+                    })
+                    .collect(),
+            }))
+        }
+        Some(EventKind::Exec) => {
+            let ev: ExecEvent = read(buf)?;
+            Ok(Event::Exec(common(&ev.header)))
         }
         None => Err(EventError::UnknownKind(header.kind)),
     }

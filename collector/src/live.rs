@@ -25,6 +25,7 @@ use crate::{
     recording,
     render::Renderer,
     session::Sink,
+    uprobes::join::Enricher,
 };
 
 /// The capture clock now (`bpf_ktime_get_ns` is CLOCK_MONOTONIC).
@@ -60,6 +61,22 @@ impl<W: Write> HttpSink<W> {
             json,
             last_tick: 0,
         }
+    }
+
+    /// Joins Go uprobe calls to the exchanges (`--source both`, `compare`).
+    pub fn with_go(mut self, enricher: Enricher) -> Self {
+        self.pipeline.go = Some(enricher);
+        self
+    }
+
+    /// Reports every connection end's view, not one per exchange.
+    pub fn both_sides(mut self) -> Self {
+        self.pipeline.both_sides = true;
+        self
+    }
+
+    pub fn take_go(&mut self) -> Option<Enricher> {
+        self.pipeline.go.take()
     }
 }
 
@@ -114,6 +131,8 @@ impl<W: Write> Sink for HttpSink<W> {
             "lost_conn": stats.get(stat::LOST_CONN),
             "kernel_read_failures": stats.get(stat::KERNEL_READ_FAILURES),
             "proto_rejected": stats.get(stat::PROTO_REJECTED),
+            "go_duplicate_entries": stats.get(stat::GO_DUPLICATE_ENTRIES),
+            "go_unmatched_returns": stats.get(stat::GO_UNMATCHED_RETURNS),
             "malformed_records": malformed,
             "connections": p.connections,
             "http_connections": p.http_connections,

@@ -10,11 +10,14 @@ use std::{collections::HashSet, path::Path, time::Duration};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{HashMap as BpfHashMap, MapData, MapError, PerCpuArray, RingBuf},
-    programs::{ProgramError, TracePoint},
+    programs::{
+        ProgramError, TracePoint, UProbe,
+        uprobe::{UProbeAttachPoint, UProbeLinkId, UProbeScope},
+    },
 };
 use probe_common::{
-    CFG_FILTER_COMM, CFG_FILTER_PIDS, CFG_FILTER_PORTS, CFG_PROTO_HTTP, CFG_UNIX, COMM_LEN, Config,
-    ConnKey, ConnState, MAX_CAP_BYTES, stat,
+    CFG_EXEC_EVENTS, CFG_FILTER_COMM, CFG_FILTER_PIDS, CFG_FILTER_PORTS, CFG_PROTO_HTTP, CFG_UNIX,
+    COMM_LEN, Config, ConnKey, ConnState, GoOffsets, MAX_CAP_BYTES, stat,
 };
 
 use crate::btf::{Btf, BtfError};
@@ -62,6 +65,15 @@ pub enum LoadError {
         #[source]
         source: Box<ProgramError>,
     },
+    #[error("attaching {name} to {target} failed: {source}")]
+    AttachUprobe {
+        name: &'static str,
+        target: String,
+        #[source]
+        source: Box<ProgramError>,
+    },
+    #[error("Go uprobes were not loaded")]
+    NoGoPrograms,
     #[error("eBPF map {name}: {source}")]
     Map {
         name: &'static str,
@@ -81,7 +93,28 @@ pub struct CaptureConfig {
     pub proto_http: bool,
     pub cap_bytes: u32,
     pub ring_bytes: u32,
+    /// Load the Go uprobe programs and report execs (attaching is done per
+    /// executable by `uprobes::Manager`).
+    pub go: bool,
+    /// Send no socket data at all (only Go uprobe and exec events).
+    pub go_only: bool,
 }
+
+/// The Go uprobe programs (probe-ebpf `go.rs`), loaded when
+/// [`CaptureConfig::go`] is set and attached per executable.
+pub const GO_PROGRAMS: &[&str] = &[
+    "go_http_server_enter",
+    "go_http_server_return",
+    "go_http_client_enter",
+    "go_http_client_return",
+    "go_newproc_enter",
+    "go_newproc_return",
+    "go_grpc_stream_enter",
+    "go_grpc_stream_return",
+    "go_grpc_write_header",
+    "go_grpc_server_headers",
+    "go_grpc_client_headers",
+];
 
 /// (program, tracepoint category, tracepoint). Exits come first so that no
 /// syscall is entered with its exit handler missing.
@@ -126,6 +159,7 @@ pub struct Probes {
     stats: PerCpuArray<MapData, u64>,
     conns: BpfHashMap<MapData, ConnKey, ConnState>,
     pub attached: usize,
+    go: bool,
 }
 
 /// Per-CPU kernel counters, summed.
@@ -229,7 +263,7 @@ impl Probes {
         // An eighth of the ring: a wake-up per batch, with room left for
         // the events that arrive while the reader gets going.
         config.wakeup_bytes = ring_size(cfg.ring_bytes) / 8;
-        if !cfg.pids.is_empty() {
+        if !cfg.pids.is_empty() || cfg.go_only {
             config.flags |= CFG_FILTER_PIDS;
         }
         if let Some(comm) = &cfg.comm {
@@ -248,6 +282,9 @@ impl Probes {
         if cfg.proto_http {
             config.flags |= CFG_PROTO_HTTP;
         }
+        if cfg.go {
+            config.flags |= CFG_EXEC_EVENTS;
+        }
         let cpus = aya::util::nr_cpus().map(|n| n.get()).unwrap_or(256);
 
         let mut ebpf = EbpfLoader::new()
@@ -258,7 +295,9 @@ impl Probes {
             .load(PROBE_OBJECT)
             .map_err(|e| LoadError::Ebpf(Box::new(e)))?;
 
-        fill_set::<u32>(&mut ebpf, "PIDS", &cfg.pids)?;
+        if !cfg.go_only {
+            fill_set::<u32>(&mut ebpf, "PIDS", &cfg.pids)?;
+        }
         fill_set::<u16>(&mut ebpf, "PORTS", &cfg.ports)?;
 
         let mut attached = 0;
@@ -298,6 +337,17 @@ impl Probes {
             attached += 1;
         }
 
+        // Go uprobes add to the syscall view; without them sniff still
+        // captures (the commands that need them check `go_loaded`).
+        let go = cfg.go
+            && match load_go(&mut ebpf) {
+                Ok(()) => true,
+                Err(e) => {
+                    eprintln!("sniff: Go uprobes unavailable: {e}");
+                    false
+                }
+            };
+
         // Parsing kernel BTF and the object took megabytes that are free
         // now: give them back, so a long-running sniff stays small.
         // SAFETY: malloc_trim only releases free heap memory.
@@ -311,7 +361,66 @@ impl Probes {
             stats,
             conns,
             attached,
+            go,
         })
+    }
+
+    /// Whether the Go uprobe programs are loaded (asked for, and the kernel
+    /// took them).
+    pub fn go_loaded(&self) -> bool {
+        self.go && self.ebpf.is_some()
+    }
+
+    /// Gives the programs of the executable with attach cookie `cookie`
+    /// their struct offsets (before attaching them).
+    pub fn set_go_offsets(&mut self, cookie: u64, offsets: &GoOffsets) -> Result<(), LoadError> {
+        let name = "GO_TARGETS";
+        let ebpf = self.ebpf.as_mut().ok_or(LoadError::NoGoPrograms)?;
+        let map = ebpf
+            .map_mut(name)
+            .ok_or_else(|| map_error(name)(MapError::InvalidName { name: name.into() }))?;
+        let mut targets: BpfHashMap<_, u64, GoOffsets> =
+            BpfHashMap::try_from(map).map_err(map_error(name))?;
+        targets.insert(&cookie, offsets, 0).map_err(map_error(name))
+    }
+
+    /// Attaches Go uprobe program `name` at `points` of the executable
+    /// `target`, for every process running it.
+    pub fn attach_go(
+        &mut self,
+        name: &'static str,
+        points: Vec<UProbeAttachPoint<'static>>,
+        target: &Path,
+    ) -> Result<UProbeLinkId, LoadError> {
+        let program = self.go_program(name)?;
+        program
+            .attach(points, target, UProbeScope::AllProcesses)
+            .map_err(|e| LoadError::AttachUprobe {
+                name,
+                target: target.display().to_string(),
+                source: Box::new(e),
+            })
+    }
+
+    /// Detaches one attachment made by [`Probes::attach_go`].
+    pub fn detach_go(&mut self, name: &'static str, link: UProbeLinkId) {
+        if let Ok(program) = self.go_program(name) {
+            let _ = program.detach(link);
+        }
+    }
+
+    fn go_program(&mut self, name: &'static str) -> Result<&mut UProbe, LoadError> {
+        if !self.go {
+            return Err(LoadError::NoGoPrograms);
+        }
+        let ebpf = self.ebpf.as_mut().ok_or(LoadError::NoGoPrograms)?;
+        ebpf.program_mut(name)
+            .ok_or(LoadError::MissingProgram { name })?
+            .try_into()
+            .map_err(|e: ProgramError| LoadError::Program {
+                name,
+                detail: e.to_string(),
+            })
     }
 
     /// Detaches and unloads every program. The ring buffer stays readable so
@@ -378,6 +487,47 @@ impl Probes {
         // SAFETY: one valid pollfd; EINTR (a signal) simply returns early.
         unsafe { libc::poll(&mut pfd, 1, ms) };
     }
+}
+
+/// Loads the Go uprobe programs (attached later, per executable) and
+/// attaches the exec tracepoint that reports programs started later.
+fn load_go(ebpf: &mut Ebpf) -> Result<(), LoadError> {
+    for &name in GO_PROGRAMS {
+        let program: &mut UProbe = ebpf
+            .program_mut(name)
+            .ok_or(LoadError::MissingProgram { name })?
+            .try_into()
+            .map_err(|e: ProgramError| LoadError::Program {
+                name,
+                detail: e.to_string(),
+            })?;
+        program.load().map_err(|e| LoadError::Program {
+            name,
+            detail: verifier_summary(&e),
+        })?;
+    }
+    let (name, category, tracepoint) = ("go_exec", "sched", "sched_process_exec");
+    let program: &mut TracePoint = ebpf
+        .program_mut(name)
+        .ok_or(LoadError::MissingProgram { name })?
+        .try_into()
+        .map_err(|e: ProgramError| LoadError::Program {
+            name,
+            detail: e.to_string(),
+        })?;
+    program.load().map_err(|e| LoadError::Program {
+        name,
+        detail: verifier_summary(&e),
+    })?;
+    program
+        .attach(category, tracepoint)
+        .map_err(|e| LoadError::Attach {
+            name,
+            category,
+            tracepoint,
+            source: Box::new(e),
+        })?;
+    Ok(())
 }
 
 fn map_error(name: &'static str) -> impl Fn(MapError) -> LoadError {

@@ -18,6 +18,7 @@ mod render;
 mod replay;
 mod session;
 mod sock_diag;
+mod uprobes;
 
 use std::{
     io::{self, BufWriter, IsTerminal as _},
@@ -56,6 +57,15 @@ Examples:
   sniff replay cap.sniff              the same output, later, on any machine
   sniff replay traffic.pcap           decode a tcpdump/Wireshark capture the same way
 
+Go programs (Go 1.17+, amd64) are also probed from the inside (uprobes on net/http and
+grpc-go; nothing in the program changes), running now or started later:
+  sniff                               (--source both) each exchange of a Go program gets a
+                                      \"go:\" line: goroutine, handler, which handler made a call
+  sniff --source uprobes              Go calls from uprobes alone, gRPC with decoded headers
+  sniff topology --duration 30        [caller, caller_func, callee, callee_func] with counts,
+                                      errors, p50/p99 (sniff topology --help)
+  sniff compare --pid 4242            both views of one program, matched; exit 1 if they differ
+
 Both ends of a connection on this host are reported once, from the client's side,
 naming the server process; --side client|server shows one side's view of every
 connection instead. Secrets (Authorization, Cookie, Set-Cookie, ...) are redacted
@@ -64,6 +74,37 @@ unless --show-secrets.
 Loss is never silent: anything dropped or cut short is counted, reported on stderr
 and in --json output ({\"type\":\"stats\",...}), and the exchanges it touched are
 flagged (gap, truncated). Needs root, or CAP_BPF and CAP_PERFMON.";
+
+const TOPOLOGY_HELP: &str = "\
+Go programs (Go 1.17 or later, amd64) running now or started during the run are found
+and probed without touching them: net/http's serverHandler.ServeHTTP (the request
+being served), (*Transport).roundTrip (each outgoing call) and runtime.newproc1
+(which goroutine started which), so a call made from a goroutine the handler
+started is still attributed to that handler.
+
+  [demo, /handle, 127.0.0.1:9932 (demo), /echo]   /handle of demo called /echo on port 9932,
+                                                  served by the local process demo
+  [demo, /echo, none, none]                       a request to /echo that called nothing
+  [demo, unlinked, 127.0.0.1:80, /x]              a call no request could be tied to (e.g.
+                                                  made by a worker fed through a channel)
+
+Examples:
+  sniff topology --duration 30
+  sniff topology --json --pid 4242 --service-name 4242=checkout
+
+errors: calls that failed or got a 5xx, and leaf requests answered with a 5xx.";
+
+const COMPARE_HELP: &str = "\
+The same request seen from the syscalls (bytes on the socket, decoded) and from inside
+the Go process (net/http's ServeHTTP and roundTrip) is matched by process, side (server
+or client), method, path and start time. Compared fields: status, and the Host
+(Host header or :authority against net/http's Request.Host / URL.Host).
+
+Examples:
+  sniff compare --pid 4242 --duration 30
+  sniff compare ./myservice --duration 60      processes of that binary, even started later
+
+Only exchanges that completed during the run are compared; HTTP/1 from net/http.";
 
 #[derive(Parser, Debug)]
 #[command(name = "sniff", version, about = ABOUT, after_help = AFTER_HELP)]
@@ -85,6 +126,13 @@ struct Cli {
     /// Bytes of payload shown per event with --raw.
     #[arg(long, value_name = "BYTES", default_value_t = 80)]
     preview: usize,
+
+    /// Where HTTP exchanges come from: syscalls (socket bytes, any
+    /// language), uprobes (Go net/http calls, from inside Go programs), or
+    /// both (socket bytes, with the Go view added for Go programs: the
+    /// goroutine, the handler, and which handler made a client call).
+    #[arg(long, value_name = "SOURCE", default_value = "both", value_parser = ["syscalls", "uprobes", "both"])]
+    source: String,
 }
 
 #[derive(Subcommand, Debug)]
@@ -100,6 +148,35 @@ enum Command {
         /// Record connections that look like HTTP only: http (default) or any.
         #[arg(long, value_name = "PROTO", default_value = "http")]
         proto: String,
+        #[command(flatten)]
+        capture: CaptureArgs,
+    },
+    /// The service four-tuple of Go programs, from Go uprobes: which
+    /// handler (caller_func) of which service (caller) calls which endpoint
+    /// (callee_func) of which host:port (callee), with counts, errors and
+    /// p50/p99 latency, printed when capture ends (Ctrl-C or --duration).
+    #[command(after_help = TOPOLOGY_HELP)]
+    Topology {
+        /// One JSON object per tuple: caller, caller_func, callee,
+        /// callee_func, count, errors, p50_ns, p99_ns.
+        #[arg(long)]
+        json: bool,
+        /// Name the service of process PID (default: its executable's
+        /// name). Repeat for several.
+        #[arg(long = "service-name", value_name = "PID=NAME", value_parser = uprobes::topology::parse_service_name)]
+        service_names: Vec<(u32, String)>,
+        #[command(flatten)]
+        capture: CaptureArgs,
+    },
+    /// Run both sources on one Go program and compare them: exchanges seen
+    /// by both (matched), by one only, and fields that differ. Exits 1 on
+    /// any disagreement.
+    #[command(after_help = COMPARE_HELP)]
+    Compare {
+        /// The Go executable (for processes started from it, now or during
+        /// the run); or give running processes with --pid.
+        #[arg(value_name = "BINARY")]
+        exe: Option<PathBuf>,
         #[command(flatten)]
         capture: CaptureArgs,
     },
@@ -252,6 +329,8 @@ impl CaptureArgs {
             proto_http,
             cap_bytes: self.max_bytes_per_syscall,
             ring_bytes: self.ring_size,
+            go: false,
+            go_only: false,
         }
     }
 
@@ -314,19 +393,107 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let mut probes = load(&cli.capture.config(false))?;
             let stdout = BufWriter::new(io::stdout().lock());
             let mut printer = RawPrinter::new(stdout, cli.view.json, cli.preview, Clock::new());
-            session::run(&mut probes, &mut printer, &cli.capture.options(), &stop)?;
+            session::run(
+                &mut probes,
+                &mut printer,
+                &cli.capture.options(),
+                &stop,
+                None,
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         None => {
             let stop = session::stop_flag().context("installing signal handlers")?;
             let clock = Clock::new();
             let renderer = cli.view.renderer(clock.offset_ns())?;
-            let mut probes = load(&cli.capture.config(true))?;
+            let mut cfg = cli.capture.config(true);
+            cfg.go = cli.source != "syscalls";
+            cfg.go_only = cli.source == "uprobes";
+            let mut probes = load(&cfg)?;
+            if cli.source == "uprobes" {
+                need_go(&probes)?;
+            }
+            let go = probes.go_loaded();
+            let mut manager = go.then(|| go_manager(&cli.capture, &mut probes));
             let stdout = BufWriter::new(io::stdout().lock());
-            let mut sink = live::HttpSink::new(cli.view.filters(), renderer, stdout, None);
             let opts = cli.capture.options();
-            session::run(&mut probes, &mut sink, &opts, &stop)?;
+            if cli.source == "uprobes" {
+                let mut sink =
+                    uprobes::sink::CallSink::new(cli.view.json, clock.offset_ns(), stdout);
+                session::run(&mut probes, &mut sink, &opts, &stop, manager.as_mut())?;
+            } else {
+                let mut sink = live::HttpSink::new(cli.view.filters(), renderer, stdout, None);
+                if go {
+                    sink = sink.with_go(uprobes::join::Enricher::new(false));
+                }
+                session::run(&mut probes, &mut sink, &opts, &stop, manager.as_mut())?;
+            }
             Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Compare { exe, capture }) => {
+            if exe.is_none() && capture.pids.is_empty() {
+                anyhow::bail!("say which Go program to compare: --pid PID, or its BINARY path");
+            }
+            let stop = session::stop_flag().context("installing signal handlers")?;
+            let mut cfg = capture.config(true);
+            cfg.go = true;
+            if let Some(exe) = &exe
+                && cfg.comm.is_none()
+                && cfg.pids.is_empty()
+            {
+                // The kernel side captures the processes of that name.
+                let name = exe.file_name().map(|n| n.to_string_lossy().into_owned());
+                cfg.comm = name.map(|n| n.chars().take(15).collect());
+            }
+            let mut probes = load(&cfg)?;
+            need_go(&probes)?;
+            let mut manager = go_manager(&capture, &mut probes);
+            if let Some(exe) = &exe {
+                manager
+                    .attach_path(&mut probes, exe)
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+            }
+            if manager.attached() == 0 {
+                anyhow::bail!(
+                    "no Go uprobe could be attached to pid {:?}: not a Go program (Go 1.17+ on amd64)?",
+                    capture.pids
+                );
+            }
+            let renderer = render::Renderer {
+                json: true,
+                color: false,
+                headers: false,
+                bodies: false,
+                redact: Redactor::new(true, &[]),
+                clock_offset_ns: 0,
+            };
+            let mut sink = live::HttpSink::new(Filters::default(), renderer, io::sink(), None)
+                .both_sides()
+                .with_go(uprobes::join::Enricher::new(true));
+            session::run(
+                &mut probes,
+                &mut sink,
+                &capture.options(),
+                &stop,
+                Some(&mut manager),
+            )?;
+            let go = sink.take_go().unwrap_or_default();
+            let pids = &capture.pids;
+            let in_scope = |tgid: u32| pids.is_empty() || pids.contains(&tgid);
+            let kernel: Vec<_> = go.kernel.into_iter().filter(|k| in_scope(k.tgid)).collect();
+            let calls: Vec<_> = go
+                .finished
+                .into_iter()
+                .filter(|c| in_scope(c.tgid))
+                .collect();
+            let report = uprobes::join::compare(&kernel, &calls);
+            let mut stdout = io::stdout().lock();
+            uprobes::compare::write(&report, &mut stdout)?;
+            Ok(if report.agrees() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Some(Command::Record {
             output,
@@ -353,7 +520,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let writer = recording::Writer::new(file, &header)?;
             let mut probes = load(&capture.config(proto_http))?;
             let mut sink = live::RecordSink::new(writer, max_bytes, stop.clone());
-            session::run(&mut probes, &mut sink, &capture.options(), &stop)?;
+            session::run(&mut probes, &mut sink, &capture.options(), &stop, None)?;
             eprintln!(
                 "sniff: wrote {} to {}",
                 format::bytes_human(sink.bytes_written()),
@@ -361,11 +528,58 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Some(Command::Topology {
+            json,
+            service_names,
+            capture,
+        }) => {
+            let stop = session::stop_flag().context("installing signal handlers")?;
+            let mut cfg = capture.config(false);
+            cfg.go = true;
+            cfg.go_only = true;
+            let mut probes = load(&cfg)?;
+            need_go(&probes)?;
+            let mut manager = go_manager(&capture, &mut probes);
+            let namer = uprobes::topology::HostNamer::new(service_names.into_iter().collect());
+            let stdout = BufWriter::new(io::stdout().lock());
+            let mut sink = uprobes::sink::TopologySink::new(Box::new(namer), json, stdout);
+            session::run(
+                &mut probes,
+                &mut sink,
+                &capture.options(),
+                &stop,
+                Some(&mut manager),
+            )?;
+            Ok(ExitCode::SUCCESS)
+        }
         Some(Command::Replay { file, view }) => {
             replay::run(&file, &view.filters(), |offset| view.renderer(offset))?;
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Commands made of Go uprobes cannot go on without them.
+fn need_go(probes: &Probes) -> anyhow::Result<()> {
+    if !probes.go_loaded() {
+        anyhow::bail!("this needs Go uprobes, which could not be loaded (see above)");
+    }
+    Ok(())
+}
+
+/// Attaches Go uprobes to the running Go programs in scope (programs
+/// started later are attached as they exec).
+fn go_manager(capture: &CaptureArgs, probes: &mut Probes) -> uprobes::Manager {
+    let mut manager = uprobes::Manager::new(uprobes::Scope {
+        pids: capture.pids.clone(),
+        comm: capture.comm.clone(),
+    });
+    manager.scan(probes);
+    eprintln!(
+        "sniff: Go uprobes on {} executable(s); Go programs started from now on are probed as they start",
+        manager.attached()
+    );
+    manager
 }
 
 fn kernel_release() -> String {

@@ -24,6 +24,7 @@ use crate::{
     events::{ConnKey, Event, Role},
     filter::Filters,
     render::{ConnMeta, Peer, Renderer},
+    uprobes::join::Enricher,
 };
 
 /// A connection idle this long (capture clock) gives up waiting for
@@ -120,6 +121,8 @@ pub struct Pipeline<W: Write> {
     mute: Vec<ConnKey>,
     /// Folded server ends (see [`Pipeline::fold`]).
     folded: rustc_hash::FxHashSet<ConnKey>,
+    /// Go uprobe calls joined to exchanges (`--source both`, `compare`).
+    pub go: Option<Enricher>,
 }
 
 impl<W: Write> Pipeline<W> {
@@ -137,6 +140,7 @@ impl<W: Write> Pipeline<W> {
             stats: PipelineStats::default(),
             mute: Vec::new(),
             folded: Default::default(),
+            go: None,
         }
     }
 
@@ -256,7 +260,17 @@ impl<W: Write> Pipeline<W> {
                 }
                 Ok(())
             }
+            Event::GoSpan(_) | Event::GoGoroutine(_) | Event::GoHeaders(_) => {
+                if let Some(j) = &mut self.go {
+                    j.on_event(ev);
+                }
+                Ok(())
+            }
+            Event::Exec(_) => Ok(()),
             Event::ProcExit(p) => {
+                if let Some(j) = &mut self.go {
+                    j.on_event(ev);
+                }
                 self.folded.retain(|k| k.tgid != p.key.tgid);
                 let mut keys: Vec<ConnKey> = self
                     .conns
@@ -426,7 +440,9 @@ impl<W: Write> Pipeline<W> {
                 continue;
             }
             self.stats.shown += 1;
-            self.renderer.exchange(&mut self.out, &ex, &t.meta)?;
+            let go = self.go.as_mut().and_then(|j| j.join(&ex, &t.meta));
+            self.renderer
+                .exchange(&mut self.out, &ex, &t.meta, go.as_ref())?;
         }
         Ok(())
     }

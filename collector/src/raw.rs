@@ -59,6 +59,49 @@ impl<W: Write> RawPrinter<W> {
                 p.comm,
                 p.key.tgid
             ),
+            Event::Exec(p) => writeln!(
+                self.out,
+                "{} {}[{}] exec",
+                self.clock.wall(p.ts_ns),
+                p.comm,
+                p.key.tgid
+            ),
+            Event::GoSpan(s) => writeln!(
+                self.out,
+                "{} {}[{}/{}] go {:?} {} goroutine {} {} {} {} status {}",
+                self.clock.wall(s.common.ts_ns),
+                s.common.comm,
+                s.common.key.tgid,
+                s.common.tid,
+                s.probe,
+                if s.entry { "entry" } else { "return" },
+                s.goid,
+                s.method.lossy(),
+                s.host.lossy(),
+                s.path.lossy(),
+                s.status
+            ),
+            Event::GoHeaders(h) => writeln!(
+                self.out,
+                "{} {}[{}/{}] go grpc {:?} stream {} {} fields{}",
+                self.clock.wall(h.common.ts_ns),
+                h.common.comm,
+                h.common.key.tgid,
+                h.common.tid,
+                h.list,
+                h.stream_id,
+                h.total,
+                if h.end_stream { ", end of stream" } else { "" }
+            ),
+            Event::GoGoroutine(g) => writeln!(
+                self.out,
+                "{} {}[{}] goroutine {} created {}",
+                self.clock.wall(g.common.ts_ns),
+                g.common.comm,
+                g.common.key.tgid,
+                g.parent,
+                g.child
+            ),
         }
     }
 
@@ -218,6 +261,47 @@ fn event_json(ev: &Event<'_>, clock: &Clock) -> serde_json::Value {
             "pid": p.key.tgid,
             "comm": p.comm,
         }),
+        Event::Exec(p) => json!({
+            "type": "exec",
+            "ts_ns": p.ts_ns,
+            "time": clock.rfc3339(p.ts_ns),
+            "pid": p.key.tgid,
+            "comm": p.comm,
+        }),
+        Event::GoSpan(s) => json!({
+            "type": "go_span",
+            "ts_ns": s.common.ts_ns,
+            "time": clock.rfc3339(s.common.ts_ns),
+            "pid": s.common.key.tgid,
+            "tid": s.common.tid,
+            "comm": s.common.comm,
+            "probe": format!("{:?}", s.probe),
+            "phase": if s.entry { "entry" } else { "return" },
+            "goid": s.goid,
+            "start_ns": s.start_ns,
+            "status": s.status,
+            "method": s.method.lossy(),
+            "host": s.host.lossy(),
+            "path": s.path.lossy(),
+        }),
+        Event::GoHeaders(h) => json!({
+            "type": "go_headers",
+            "ts_ns": h.common.ts_ns,
+            "time": clock.rfc3339(h.common.ts_ns),
+            "pid": h.common.key.tgid,
+            "list": format!("{:?}", h.list),
+            "stream_id": h.stream_id,
+            "end_stream": h.end_stream,
+            "fields": h.fields.iter().map(|(n, v)| [n.lossy(), v.lossy()]).collect::<Vec<_>>(),
+        }),
+        Event::GoGoroutine(g) => json!({
+            "type": "go_goroutine",
+            "ts_ns": g.common.ts_ns,
+            "time": clock.rfc3339(g.common.ts_ns),
+            "pid": g.common.key.tgid,
+            "parent_goid": g.parent,
+            "child_goid": g.child,
+        }),
     }
 }
 
@@ -237,6 +321,8 @@ pub fn stats_json(s: &KernelStats) -> serde_json::Value {
         "lost_conn": s.get(stat::LOST_CONN),
         "proto_rejected": s.get(stat::PROTO_REJECTED),
         "kernel_read_failures": s.get(stat::KERNEL_READ_FAILURES),
+        "go_duplicate_entries": s.get(stat::GO_DUPLICATE_ENTRIES),
+        "go_unmatched_returns": s.get(stat::GO_UNMATCHED_RETURNS),
     })
 }
 

@@ -9,6 +9,8 @@ use base64::Engine as _;
 use protocols::record::{Exchange, FIELD_UNKNOWN, Flags, Grpc, Headers, Proto, Side};
 use serde::Serialize;
 
+use crate::uprobes::join::GoView;
+
 use crate::{
     clock::rfc3339_from_unix_ns,
     events::{Comm, ConnKey},
@@ -114,12 +116,22 @@ pub struct Renderer {
 }
 
 impl Renderer {
-    pub fn exchange(&self, out: &mut impl Write, ex: &Exchange, meta: &ConnMeta) -> io::Result<()> {
+    /// One exchange; `go` is the Go uprobe view of the same request, if any
+    /// (`--source both`).
+    pub fn exchange(
+        &self,
+        out: &mut impl Write,
+        ex: &Exchange,
+        meta: &ConnMeta,
+        go: Option<&GoView>,
+    ) -> io::Result<()> {
         if self.json {
-            serde_json::to_writer(&mut *out, &self.json_view(ex, meta))?;
+            let mut view = self.json_view(ex, meta);
+            view.go = go;
+            serde_json::to_writer(&mut *out, &view)?;
             return out.write_all(b"\n");
         }
-        self.human(out, ex, meta)
+        self.human(out, ex, meta, go)
     }
 
     fn start_ns(&self, ex: &Exchange) -> u64 {
@@ -178,6 +190,7 @@ impl Renderer {
             },
             reset_code: ex.reset_code,
             flags: ex.flags.names().collect(),
+            go: None,
         }
     }
 
@@ -189,7 +202,13 @@ impl Renderer {
         }
     }
 
-    fn human(&self, out: &mut impl Write, ex: &Exchange, meta: &ConnMeta) -> io::Result<()> {
+    fn human(
+        &self,
+        out: &mut impl Write,
+        ex: &Exchange,
+        meta: &ConnMeta,
+        go: Option<&GoView>,
+    ) -> io::Result<()> {
         let time = local_time(self.start_ns(ex));
         let latency = ex.latency_ns().map(latency_human).unwrap_or_default();
         let resp = ex.response.as_ref();
@@ -281,6 +300,17 @@ impl Renderer {
             line.push_str(&self.paint("35", &format!("[{}]", flags.join(", "))));
         }
         writeln!(out, "{}", self.dim(&line))?;
+        if let Some(g) = go {
+            let what = match ex.side {
+                Side::Client => format!("called from handler {}", g.caller_func),
+                Side::Server => format!("handler {}", g.caller_func),
+            };
+            writeln!(
+                out,
+                "{}",
+                self.dim(&format!("  go: goroutine {}, {what}", g.goroutine))
+            )?;
+        }
 
         if self.headers {
             self.header_lines(out, "> ", &ex.request.headers)?;
@@ -383,6 +413,8 @@ struct ExchangeJson<'a> {
     resp_body_b64: Option<String>,
     reset_code: Option<u32>,
     flags: Vec<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    go: Option<&'a GoView>,
 }
 
 #[derive(Serialize)]
@@ -551,7 +583,7 @@ mod tests {
     fn json_has_the_documented_fields_and_redacts() {
         let mut out = Vec::new();
         renderer(true, false)
-            .exchange(&mut out, &sample(), &meta())
+            .exchange(&mut out, &sample(), &meta(), None)
             .unwrap();
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         for key in [
@@ -589,7 +621,7 @@ mod tests {
         // --show-secrets
         let mut out = Vec::new();
         renderer(true, true)
-            .exchange(&mut out, &sample(), &meta())
+            .exchange(&mut out, &sample(), &meta(), None)
             .unwrap();
         assert!(String::from_utf8(out).unwrap().contains("s3cr3t-token"));
     }
@@ -598,7 +630,7 @@ mod tests {
     fn human_block_names_both_ends() {
         let mut out = Vec::new();
         renderer(false, false)
-            .exchange(&mut out, &sample(), &meta())
+            .exchange(&mut out, &sample(), &meta(), None)
             .unwrap();
         let text = String::from_utf8(out).unwrap();
         let lines: Vec<&str> = text.lines().collect();
@@ -638,7 +670,7 @@ mod tests {
         let mut out = Vec::new();
         let mut r = renderer(false, false);
         r.headers = false;
-        r.exchange(&mut out, &e, &meta()).unwrap();
+        r.exchange(&mut out, &e, &meta(), None).unwrap();
         let text = String::from_utf8(out).unwrap();
         assert!(
             text.contains("gRPC helloworld.Greeter/SayHello → NOT_FOUND (5)"),

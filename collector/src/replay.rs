@@ -100,12 +100,7 @@ fn replay_recording<W: Write>(
 }
 
 fn event_ts(ev: &Event<'_>) -> u64 {
-    match ev {
-        Event::Data(d) => d.common.ts_ns,
-        Event::Conn(c) => c.common.ts_ns,
-        Event::Close(c) => c.common.ts_ns,
-        Event::ProcExit(p) => p.ts_ns,
-    }
+    ev.ts_ns()
 }
 
 fn report<W: Write>(pipeline: &Pipeline<W>, malformed: u64) {

@@ -18,6 +18,7 @@ use crate::{
     events::{self, ConnKey, Event},
     format::bytes_human,
     loader::{KernelStats, Probes},
+    uprobes,
 };
 
 /// Where events go: the raw printer, or the HTTP pipeline.
@@ -69,6 +70,7 @@ pub fn run(
     sink: &mut dyn Sink,
     opts: &Options,
     stop: &AtomicBool,
+    mut go: Option<&mut uprobes::Manager>,
 ) -> io::Result<KernelStats> {
     let start = Instant::now();
     let deadline = opts.duration.map(|d| start + d);
@@ -86,7 +88,11 @@ pub fn run(
             timeout = timeout.min(d.saturating_duration_since(Instant::now()));
         }
         probes.wait(timeout);
-        if let Err(e) = drain(probes, sink, &mut exited, &mut malformed) {
+        let drained = drain(probes, sink, &mut exited, &mut malformed, go.as_deref_mut());
+        if let Some(m) = go.as_deref_mut() {
+            m.apply(probes);
+        }
+        if let Err(e) = drained {
             if e.kind() == io::ErrorKind::BrokenPipe {
                 closed_output = true;
                 break;
@@ -129,7 +135,7 @@ pub fn run(
     probes.detach();
     let s = probes.stats();
     if !closed_output {
-        match drain(probes, sink, &mut exited, &mut malformed) {
+        match drain(probes, sink, &mut exited, &mut malformed, go) {
             Err(e) if e.kind() != io::ErrorKind::BrokenPipe => return Err(e),
             _ => {}
         }
@@ -138,6 +144,9 @@ pub fn run(
     }
     if opts.report {
         eprintln!("sniff: stopped. {}", loss_line(&s, malformed));
+        if let Some(line) = go_line(&s) {
+            eprintln!("sniff: {line}");
+        }
         if let Some(line) = sink.summary() {
             eprintln!("sniff: {line}");
         }
@@ -150,6 +159,7 @@ fn drain(
     sink: &mut dyn Sink,
     exited: &mut HashSet<u32>,
     malformed: &mut u64,
+    mut go: Option<&mut uprobes::Manager>,
 ) -> io::Result<()> {
     while let Some(item) = probes.ring.next() {
         match events::parse(&item) {
@@ -157,12 +167,29 @@ fn drain(
                 if let Event::ProcExit(p) = &ev {
                     exited.insert(p.key.tgid);
                 }
+                if let Some(m) = go.as_deref_mut()
+                    && !m.on_event(&ev)
+                {
+                    continue;
+                }
                 sink.event(&item, &ev)?;
             }
             Err(_) => *malformed += 1,
         }
     }
     Ok(())
+}
+
+/// What the Go uprobes counted, if anything.
+fn go_line(s: &KernelStats) -> Option<String> {
+    let dup = s.get(stat::GO_DUPLICATE_ENTRIES);
+    let unmatched = s.get(stat::GO_UNMATCHED_RETURNS);
+    if dup + unmatched == 0 {
+        return None;
+    }
+    Some(format!(
+        "Go uprobes: {dup} function entries seen twice (Go re-ran them after growing a goroutine's stack) counted once; {unmatched} returns without their entry (calls in progress at attach)"
+    ))
 }
 
 fn loss_changed(old: &KernelStats, new: &KernelStats) -> bool {

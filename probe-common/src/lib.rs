@@ -33,6 +33,15 @@ pub enum EventKind {
     Conn = 2,
     Close = 3,
     ProcExit = 4,
+    /// A Go uprobe span entry or return ([`GoSpanEvent`]).
+    GoSpan = 5,
+    /// A Go goroutine created another ([`GoGoroutineEvent`]).
+    GoGoroutine = 6,
+    /// A process called execve ([`ExecEvent`]), sent only under
+    /// [`CFG_EXEC_EVENTS`].
+    Exec = 7,
+    /// A grpc-go header list ([`GoHeadersEvent`]).
+    GoHeaders = 8,
 }
 
 impl EventKind {
@@ -42,6 +51,10 @@ impl EventKind {
             2 => Some(EventKind::Conn),
             3 => Some(EventKind::Close),
             4 => Some(EventKind::ProcExit),
+            5 => Some(EventKind::GoSpan),
+            6 => Some(EventKind::GoGoroutine),
+            7 => Some(EventKind::Exec),
+            8 => Some(EventKind::GoHeaders),
             _ => None,
         }
     }
@@ -234,6 +247,174 @@ pub struct ProcExitEvent {
 }
 const _: () = assert!(core::mem::size_of::<ProcExitEvent>() == 48);
 
+/// A process replaced its program (`sched_process_exec`): its new
+/// executable is read from `/proc/PID/exe` by userspace.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ExecEvent {
+    pub header: EventHeader,
+}
+const _: () = assert!(core::mem::size_of::<ExecEvent>() == 48);
+
+/// [`GoSpanEvent::probe`]: `net/http.serverHandler.ServeHTTP`.
+pub const GO_HTTP_SERVER: u8 = 1;
+/// [`GoSpanEvent::probe`]: `net/http.(*Transport).roundTrip`.
+pub const GO_HTTP_CLIENT: u8 = 2;
+/// [`GoSpanEvent::probe`]: grpc-go `(*http2Client).NewStream`, reported at
+/// its return only: `path` is `CallHdr.Method`, `host` `CallHdr.Host`,
+/// `status` the new stream's id, in the goroutine that made the call.
+pub const GO_GRPC_STREAM: u8 = 3;
+/// [`GoSpanEvent::phase`]: the function's entry (strings filled).
+pub const GO_PHASE_ENTRY: u8 = 1;
+/// [`GoSpanEvent::phase`]: one of its `RET`s (status filled).
+pub const GO_PHASE_RETURN: u8 = 2;
+/// A read of the target's memory failed: some fields are empty.
+pub const GO_READ_FAILED: u8 = 1 << 0;
+/// At return: the client call returned a non-nil error.
+pub const GO_CLIENT_ERROR: u8 = 1 << 1;
+/// At return: the server's status could not be read (its ResponseWriter is
+/// not net/http's HTTP/1 `*response` for this request).
+pub const GO_STATUS_UNKNOWN: u8 = 1 << 2;
+
+/// Bytes of a Go string copied into a [`GoSpanEvent`] (the real length is
+/// sent beside them).
+pub const GO_METHOD_LEN: usize = 16;
+pub const GO_HOST_LEN: usize = 64;
+pub const GO_PATH_LEN: usize = 128;
+
+/// One Go uprobe hit on a probed function: its entry (method, host, path
+/// read from the `*http.Request`) or a return (status, entry time).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct GoSpanEvent {
+    pub header: EventHeader,
+    /// The goroutine (`runtime.g.goid`).
+    pub goid: u64,
+    /// Entry time (at return: the matching entry's).
+    pub start_ns: u64,
+    /// The attach cookie: which attached executable.
+    pub target: u64,
+    /// At return: HTTP status, 0 if not known.
+    pub status: i64,
+    /// Real lengths of the strings (the arrays hold the first bytes).
+    pub method_len: u32,
+    pub host_len: u32,
+    pub path_len: u32,
+    /// `GO_HTTP_*`.
+    pub probe: u8,
+    /// `GO_PHASE_*`.
+    pub phase: u8,
+    /// `GO_*` flags.
+    pub flags: u8,
+    pub _pad: u8,
+    pub method: [u8; GO_METHOD_LEN],
+    pub host: [u8; GO_HOST_LEN],
+    pub path: [u8; GO_PATH_LEN],
+}
+const _: () = assert!(core::mem::size_of::<GoSpanEvent>() == 304);
+
+/// `runtime.newproc1` returned: goroutine `parent` created `child`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct GoGoroutineEvent {
+    pub header: EventHeader,
+    pub parent_goid: u64,
+    pub child_goid: u64,
+    pub target: u64,
+}
+const _: () = assert!(core::mem::size_of::<GoGoroutineEvent>() == 72);
+
+/// [`GoHeadersEvent::kind`]: `(*loopyWriter).writeHeader` of a client
+/// transport: request headers sent.
+pub const GO_GRPC_CLIENT_SENT: u8 = 1;
+/// `(*loopyWriter).writeHeader` of a server transport: response headers or
+/// trailers sent.
+pub const GO_GRPC_SERVER_SENT: u8 = 2;
+/// `(*http2Server).operateHeaders`: request headers received.
+pub const GO_GRPC_SERVER_RECEIVED: u8 = 3;
+/// `(*http2Client).operateHeaders`: response headers or trailers received.
+pub const GO_GRPC_CLIENT_RECEIVED: u8 = 4;
+
+/// Header fields copied per [`GoHeadersEvent`], and bytes of each name and
+/// value: gRPC's pseudo-headers, content-type, grpc-status and -message,
+/// user-agent and a few custom metadata entries fit.
+pub const GO_FIELDS: usize = 12;
+pub const GO_FIELD_NAME_LEN: usize = 32;
+pub const GO_FIELD_VALUE_LEN: usize = 96;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct GoField {
+    /// Real lengths (the arrays hold the first bytes).
+    pub name_len: u32,
+    pub value_len: u32,
+    pub name: [u8; GO_FIELD_NAME_LEN],
+    pub value: [u8; GO_FIELD_VALUE_LEN],
+}
+const _: () = assert!(core::mem::size_of::<GoField>() == 136);
+
+/// One HTTP/2 header list as grpc-go holds it, decoded
+/// (`[]hpack.HeaderField`), sent or received.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct GoHeadersEvent {
+    pub header: EventHeader,
+    pub goid: u64,
+    pub target: u64,
+    pub stream_id: u32,
+    /// Fields in the list; the first [`GO_FIELDS`] are in `fields`.
+    pub total: u32,
+    /// `GO_GRPC_*`.
+    pub kind: u8,
+    /// The list ends the stream (trailers, or a trailers-only response).
+    /// Known for sent lists only.
+    pub end_stream: u8,
+    /// `GO_READ_FAILED`.
+    pub flags: u8,
+    pub _pad: [u8; 5],
+    pub fields: [GoField; GO_FIELDS],
+}
+const _: () = assert!(core::mem::size_of::<GoHeadersEvent>() == 80 + 136 * GO_FIELDS);
+
+/// Struct field offsets one attached Go executable's probes read through,
+/// from its DWARF or the fallback table (`collector/src/golang/offsets.rs`).
+/// Keyed by the attach cookie in the `GO_TARGETS` map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GoOffsets {
+    /// `runtime.g.goid`.
+    pub g_goid: u32,
+    /// `net/http.Request`: Method, URL, Host.
+    pub req_method: u32,
+    pub req_url: u32,
+    pub req_host: u32,
+    /// `net/url.URL`: Host, Path.
+    pub url_host: u32,
+    pub url_path: u32,
+    /// `net/http.Response.StatusCode`.
+    pub resp_status: u32,
+    /// `net/http.response` (the HTTP/1 ResponseWriter): req, status.
+    pub sresp_req: u32,
+    pub sresp_status: u32,
+    /// grpc-go `loopyWriter.side` (0: client, 1: server).
+    pub loopy_side: u32,
+    /// x/net `MetaHeadersFrame`: HeadersFrame (pointer), Fields (slice).
+    pub mhf_headers_frame: u32,
+    pub mhf_fields: u32,
+    /// x/net `HeadersFrame.FrameHeader` + `FrameHeader.StreamID`.
+    pub hf_stream_id: u32,
+    /// x/net `hpack.HeaderField`: Name, Value, and its size.
+    pub field_name: u32,
+    pub field_value: u32,
+    pub field_size: u32,
+    /// grpc-go `CallHdr`: Host, Method; `Stream.id`.
+    pub callhdr_host: u32,
+    pub callhdr_method: u32,
+    pub gstream_id: u32,
+    pub _pad: u32,
+}
+const _: () = assert!(core::mem::size_of::<GoOffsets>() == 80);
+
 /// Key of the kernel's connection table.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -292,6 +473,9 @@ pub const CFG_UNIX: u32 = 1 << 3;
 /// moved fewer than 4 bytes are too short to judge: they are sent, and not
 /// counted as probes.
 pub const CFG_PROTO_HTTP: u32 = 1 << 4;
+/// Report every execve ([`ExecEvent`]), so userspace can attach Go uprobes
+/// to programs started after it.
+pub const CFG_EXEC_EVENTS: u32 = 1 << 5;
 
 /// Settings the loader writes into the programs before loading them.
 #[repr(C)]
@@ -383,7 +567,15 @@ pub mod stat {
     pub const PROTO_REJECTED: u32 = 10;
     /// Kernel struct reads that failed (fd table, socket).
     pub const KERNEL_READ_FAILURES: u32 = 11;
-    pub const COUNT: u32 = 12;
+    /// Go uprobe entry hits that were the same call again (Go re-runs a
+    /// function from its entry after growing the goroutine's stack).
+    pub const GO_DUPLICATE_ENTRIES: u32 = 12;
+    /// Go uprobe returns without a recorded entry (entry before attach,
+    /// or its state evicted).
+    pub const GO_UNMATCHED_RETURNS: u32 = 13;
+    /// Go uprobe hits of an executable with no offsets (being detached).
+    pub const GO_NO_TARGET: u32 = 14;
+    pub const COUNT: u32 = 15;
 }
 
 #[cfg(feature = "user")]
@@ -394,4 +586,5 @@ mod user {
     unsafe impl aya::Pod for super::ConnState {}
     unsafe impl aya::Pod for super::Config {}
     unsafe impl aya::Pod for super::KernelOffsets {}
+    unsafe impl aya::Pod for super::GoOffsets {}
 }

@@ -2,7 +2,8 @@
 //! bytes, connection metadata and lifecycle events to userspace through one
 //! ring buffer.
 //!
-//! Layout: one module per hook family (`data`, `conn`, `close`, `process`),
+//! Layout: one module per hook family (`data`, `conn`, `close`, `process`,
+//! and `go` for Go uprobes),
 //! plus the shared maps, the kernel-struct reads (`socket`) and the ring
 //! buffer writer (`emit`).
 
@@ -19,6 +20,8 @@ mod conn;
 mod data;
 #[cfg(target_arch = "bpf")]
 mod emit;
+#[cfg(target_arch = "bpf")]
+mod go;
 #[cfg(target_arch = "bpf")]
 mod maps;
 #[cfg(target_arch = "bpf")]

@@ -19,6 +19,9 @@
 //! | [`plan`] | pid or path → [`plan::Plan`]: attach path, per probe offsets or the reason it is unavailable | `PlanError`, `Unavailable` |
 //! | [`plausible`] | runtime checks of values read through offsets; detach on nonsense | - |
 //!
+//! `crate::uprobes` consumes the plans: it attaches the programs of
+//! `probe-ebpf/src/go.rs` at the planned offsets.
+//!
 //! ```text
 //! let plan = golang::plan::plan_pid(pid)?;          // or plan_path(path), plan_bytes(bytes, target)
 //! for (spec, attach) in plan.ready() {
@@ -29,8 +32,9 @@
 //! for p in &plan.probes { if let Err(why) = &p.outcome { eprintln!("{}: {why}", p.id().name()) } }
 //! ```
 
-// The uprobe loader that consumes this comes next; until then only the tests
-// call most of it.
+// Some facts (build ids, module versions, the HttpClientDo and
+// GrpcClientStream plans) are computed and tested but not read by the
+// uprobe loader (`crate::uprobes`) yet.
 #![allow(dead_code)]
 
 pub mod abi;
@@ -47,6 +51,6 @@ pub mod plausible;
 pub mod probes;
 
 #[cfg(test)]
-mod testbins;
+pub(crate) mod testbins;
 #[cfg(test)]
 mod tests;

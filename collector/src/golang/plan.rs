@@ -6,7 +6,7 @@
 //! [`plan_pid`] read the file. Offsets are file offsets relative to the
 //! start of the ELF file, as `aya::programs::UProbe::attach` takes them
 //! (`UProbeAttachLocation::AbsoluteOffset`), with the plan's
-//! [`Plan::attach_path`] as its `target`.
+//! `Target::attach_path` as its `target`.
 
 use std::{
     fmt,

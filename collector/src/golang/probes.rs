@@ -7,6 +7,7 @@
 //! | `http_client_round_trip` | `net/http.(*Transport).roundTrip` | entry, returns | `*Request` (RBX); `*Response` (RAX) and error (RBX, RCX) at return |
 //! | `goroutine_new` | `runtime.newproc1` | entry, returns | creator `*g` (RBX) at entry; new `*g` (RAX) at return → parent/child goids |
 //! | `grpc_server_headers` | `google.golang.org/grpc/internal/transport.(*http2Server).operateHeaders` | entry | `*MetaHeadersFrame` (RBX): stream id, header fields |
+//! | `grpc_client_headers` | `.../transport.(*http2Client).operateHeaders` | entry | `*MetaHeadersFrame` (RBX): response headers and trailers |
 //! | `grpc_write_header` | `.../transport.(*loopyWriter).writeHeader` | entry | writer side (client/server, RAX), stream id (RBX), header fields slice (RDI, RSI) |
 //! | `grpc_client_stream` | `.../transport.(*http2Client).NewStream` | entry, returns | `*CallHdr` (RDI): host, method; `*Stream` (RAX) at return: stream id |
 //!
@@ -27,6 +28,7 @@ pub enum ProbeId {
     HttpClientRoundTrip,
     GoroutineNew,
     GrpcServerHeaders,
+    GrpcClientHeaders,
     GrpcWriteHeader,
     GrpcClientStream,
 }
@@ -39,6 +41,7 @@ impl ProbeId {
             ProbeId::HttpClientRoundTrip => "http_client_round_trip",
             ProbeId::GoroutineNew => "goroutine_new",
             ProbeId::GrpcServerHeaders => "grpc_server_headers",
+            ProbeId::GrpcClientHeaders => "grpc_client_headers",
             ProbeId::GrpcWriteHeader => "grpc_write_header",
             ProbeId::GrpcClientStream => "grpc_client_stream",
         }
@@ -196,6 +199,36 @@ pub const PROBES: &[ProbeSpec] = &[
         },
     },
     ProbeSpec {
+        id: ProbeId::GrpcClientHeaders,
+        function: "google.golang.org/grpc/internal/transport.(*http2Client).operateHeaders",
+        if_inlined: None,
+        returns: false,
+        module: Some(GRPC_MODULE),
+        structs: &[
+            offsets::XNET_META_HEADERS_FRAME,
+            offsets::XNET_HEADERS_FRAME,
+            offsets::XNET_FRAME_HEADER,
+            offsets::XNET_HEADER_FIELD,
+            offsets::RUNTIME_G,
+        ],
+        // func (t *http2Client) operateHeaders(frame *http2.MetaHeadersFrame)
+        signature: Signature {
+            params: &[
+                v(
+                    "t",
+                    "*google.golang.org/grpc/internal/transport.http2Client",
+                    Shape::Word,
+                ),
+                v(
+                    "frame",
+                    "*golang.org/x/net/http2.MetaHeadersFrame",
+                    Shape::Word,
+                ),
+            ],
+            results: &[],
+        },
+    },
+    ProbeSpec {
         id: ProbeId::GrpcWriteHeader,
         function: "google.golang.org/grpc/internal/transport.(*loopyWriter).writeHeader",
         if_inlined: None,
@@ -287,6 +320,7 @@ mod tests {
             ProbeId::HttpClientRoundTrip,
             ProbeId::GoroutineNew,
             ProbeId::GrpcServerHeaders,
+            ProbeId::GrpcClientHeaders,
             ProbeId::GrpcWriteHeader,
             ProbeId::GrpcClientStream,
         ] {

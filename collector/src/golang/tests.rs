@@ -88,8 +88,9 @@ const HTTP_PROBES: [ProbeId; 4] = [
     ProbeId::HttpClientRoundTrip,
     ProbeId::GoroutineNew,
 ];
-const GRPC_PROBES: [ProbeId; 3] = [
+const GRPC_PROBES: [ProbeId; 4] = [
     ProbeId::GrpcServerHeaders,
+    ProbeId::GrpcClientHeaders,
     ProbeId::GrpcWriteHeader,
     ProbeId::GrpcClientStream,
 ];
@@ -312,6 +313,7 @@ fn wanted_functions_found_and_plans_identical_when_stripped() {
             &[
                 ProbeId::GoroutineNew,
                 ProbeId::GrpcServerHeaders,
+                ProbeId::GrpcClientHeaders,
                 ProbeId::GrpcWriteHeader,
                 ProbeId::GrpcClientStream,
             ],
@@ -458,7 +460,11 @@ fn go119_function_shapes() {
         let a = ready(plan, *id);
         assert_eq!((a.function, a.returns.len()), (*function, *rets), "{id:?}");
     }
-    for id in [ProbeId::GrpcServerHeaders, ProbeId::GrpcWriteHeader] {
+    for id in [
+        ProbeId::GrpcServerHeaders,
+        ProbeId::GrpcClientHeaders,
+        ProbeId::GrpcWriteHeader,
+    ] {
         assert!(ready(&grpc, id).returns.is_empty());
     }
 }

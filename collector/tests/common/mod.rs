@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod account;
+pub mod go;
 pub mod peers;
 
 use std::{
@@ -57,6 +58,10 @@ pub struct Sniff {
     /// Lines already taken from `lines` by [`Sniff::wait_for_lines`].
     seen: Vec<String>,
     stderr: Option<thread::JoinHandle<String>>,
+    /// stderr lines as they come (all of them are also in the final
+    /// [`Output::stderr`]).
+    err_lines: mpsc::Receiver<String>,
+    err_seen: Vec<String>,
 }
 
 /// A test that panics before stopping sniff must not leave it running.
@@ -90,6 +95,7 @@ impl Sniff {
             }
         });
         let (ready_tx, ready_rx) = mpsc::channel();
+        let (err_tx, err_rx) = mpsc::channel();
         let stderr = thread::spawn(move || {
             let mut all = String::new();
             let mut reader = BufReader::new(stderr);
@@ -98,6 +104,7 @@ impl Sniff {
                 if line.contains("capturing") {
                     let _ = ready_tx.send(());
                 }
+                let _ = err_tx.send(line.clone());
                 all.push_str(&line);
                 line.clear();
             }
@@ -111,6 +118,8 @@ impl Sniff {
             lines: rx,
             seen: Vec::new(),
             stderr: Some(stderr),
+            err_lines: err_rx,
+            err_seen: Vec::new(),
         };
         if ready_rx.recv_timeout(Duration::from_secs(60)).is_err() {
             let _ = sniff.child.kill();
@@ -158,6 +167,21 @@ impl Sniff {
             }
         }
         count(&self.seen)
+    }
+
+    /// Waits until a stderr line satisfies `pred`, or `timeout` passed.
+    pub fn wait_for_stderr(&mut self, timeout: Duration, pred: impl Fn(&str) -> bool) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.err_seen.iter().any(|l| pred(l)) {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.err_lines.recv_timeout(left) {
+                Ok(line) => self.err_seen.push(line),
+                Err(_) => return false,
+            }
+        }
     }
 
     /// Sends `signal`, waits for the exit, and returns stdout lines, stderr
