@@ -392,7 +392,8 @@ impl<W: Write> Pipeline<W> {
         {
             self.by_addr.remove(&(l, r));
         }
-        let r = self.show(&t, &mut out);
+        let r = self.show(&t, &out);
+        out.drain(..).for_each(Exchange::recycle);
         self.scratch = out;
         r
     }
@@ -408,12 +409,14 @@ impl<W: Write> Pipeline<W> {
             return Ok(());
         };
         let r = self.show(&t, out);
+        // Shown: the records go back for the parsers to reuse.
+        out.drain(..).for_each(Exchange::recycle);
         self.conns.insert(key, t);
         r
     }
 
-    fn show(&mut self, t: &Tracked, out: &mut Vec<Exchange>) -> io::Result<()> {
-        for ex in out.drain(..) {
+    fn show(&mut self, t: &Tracked, out: &[Exchange]) -> io::Result<()> {
+        for ex in out {
             self.stats.exchanges += 1;
             if crate::render::lossy(ex.flags) {
                 self.stats.lossy += 1;
@@ -422,11 +425,11 @@ impl<W: Write> Pipeline<W> {
                 self.stats.duplicates += 1;
                 continue;
             }
-            if !self.filters.matches(&ex) {
+            if !self.filters.matches(ex) {
                 continue;
             }
             self.stats.shown += 1;
-            self.renderer.exchange(&mut self.out, &ex, &t.meta)?;
+            self.renderer.exchange(&mut self.out, ex, &t.meta)?;
         }
         Ok(())
     }

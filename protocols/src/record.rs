@@ -4,6 +4,7 @@
 //! Everything a user sees (`sniff --proto http`, `--json`, replays) is built from
 //! these types, so they carry what was seen and flags for what was not.
 
+use std::cell::RefCell;
 use std::fmt;
 
 /// Which way bytes moved, seen from the traced process.
@@ -102,6 +103,12 @@ impl Headers {
         }
     }
 
+    /// Makes room for `fields` more fields of `bytes` bytes in all.
+    pub fn reserve(&mut self, fields: usize, bytes: usize) {
+        self.bytes.reserve(bytes);
+        self.fields.reserve(fields);
+    }
+
     pub fn push(&mut self, name: &[u8], value: &[u8]) {
         self.push_flagged(name, value, 0);
     }
@@ -135,6 +142,16 @@ impl Headers {
     pub fn clear(&mut self) {
         self.bytes.clear();
         self.fields.clear();
+    }
+
+    /// Drops buffers grown beyond what is worth keeping in a free list.
+    fn trim(&mut self) {
+        if self.bytes.capacity() > MAX_KEPT_BYTES {
+            self.bytes = Vec::new();
+        }
+        if self.fields.capacity() > MAX_KEPT_FIELDS {
+            self.fields = Vec::new();
+        }
     }
 
     /// (name, value, flags) in the order they were sent.
@@ -201,6 +218,46 @@ pub struct Message {
     pub last_ns: u64,
     /// Bytes of the message on the wire (head + framing + body).
     pub wire_len: u64,
+}
+
+impl Message {
+    /// An empty message, reusing the buffers of a recycled one when this
+    /// thread has one (see [`Exchange::recycle`]); `Message::default()`
+    /// never does.
+    pub fn new() -> Self {
+        POOL.with_borrow_mut(|p| p.messages.pop())
+            .unwrap_or_default()
+    }
+
+    /// Empties the message, keeping its buffers' capacity.
+    pub fn clear(&mut self) {
+        // Destructured so that a new field can't be forgotten here.
+        let Message {
+            headers,
+            trailers,
+            body_len,
+            body_preview,
+            first_ns,
+            last_ns,
+            wire_len,
+        } = self;
+        headers.clear();
+        trailers.clear();
+        *body_len = 0;
+        body_preview.clear();
+        *first_ns = 0;
+        *last_ns = 0;
+        *wire_len = 0;
+    }
+
+    /// Drops buffers grown beyond what is worth keeping in a free list.
+    fn trim(&mut self) {
+        self.headers.trim();
+        self.trailers.trim();
+        if self.body_preview.capacity() > MAX_KEPT_BYTES {
+            self.body_preview = Vec::new();
+        }
+    }
 }
 
 /// gRPC details of an HTTP/2 exchange whose content-type is `application/grpc*`.
@@ -337,6 +394,58 @@ impl fmt::Debug for Flags {
     }
 }
 
+/// Records kept per thread by [`Exchange::recycle`]. A few dozen cover a
+/// consumer that renders what each event completed before the next event;
+/// more would only hold memory.
+pub const POOL_RECORDS: usize = 64;
+
+/// Largest buffer (bytes of a string, header list or preview) a recycled
+/// record keeps. Typical heads are well under 1 KiB; a rare huge one is
+/// not worth holding on to.
+pub const MAX_KEPT_BYTES: usize = 16 * 1024;
+
+/// Most header fields (and interim codes) a recycled list keeps room for.
+const MAX_KEPT_FIELDS: usize = 256;
+
+/// Free lists of emptied records and of their parts that are `None` in an
+/// empty record (the response, Host/`:authority`, the reason phrase).
+struct Pool {
+    exchanges: Vec<Exchange>,
+    messages: Vec<Message>,
+    strings: Vec<String>,
+}
+
+thread_local! {
+    static POOL: RefCell<Pool> = const {
+        RefCell::new(Pool {
+            exchanges: Vec::new(),
+            messages: Vec::new(),
+            strings: Vec::new(),
+        })
+    };
+}
+
+/// A `String` holding `bytes` (invalid UTF-8 replaced, as
+/// [`String::from_utf8_lossy`] does), in a recycled buffer when this thread
+/// has one. For the optional strings of a record (`authority`, `reason`).
+pub fn string_from(bytes: &[u8]) -> String {
+    let mut s = POOL
+        .with_borrow_mut(|p| p.strings.pop())
+        .unwrap_or_default();
+    match std::str::from_utf8(bytes) {
+        Ok(v) => s.push_str(v),
+        Err(_) => s.push_str(&String::from_utf8_lossy(bytes)),
+    }
+    s
+}
+
+fn default_version(proto: Proto) -> &'static str {
+    match proto {
+        Proto::Http1 => "HTTP/1.1",
+        Proto::Http2 => "HTTP/2",
+    }
+}
+
 /// One request and its response (HTTP/1.x), or one stream (HTTP/2).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Exchange {
@@ -368,28 +477,110 @@ pub struct Exchange {
 }
 
 impl Exchange {
-    /// An empty exchange to be filled in by a parser.
+    /// An empty exchange to be filled in by a parser. Reuses a record given
+    /// back with [`Exchange::recycle`] on this thread, if there is one.
     pub fn new(proto: Proto, side: Side) -> Self {
-        Exchange {
-            proto,
-            side,
-            stream_id: None,
-            method: String::new(),
-            path: String::new(),
-            authority: None,
-            version: match proto {
-                Proto::Http1 => "HTTP/1.1",
-                Proto::Http2 => "HTTP/2",
+        match POOL.with_borrow_mut(|p| p.exchanges.pop()) {
+            Some(mut ex) => {
+                ex.proto = proto;
+                ex.side = side;
+                ex.version = default_version(proto);
+                ex
+            }
+            None => Exchange {
+                proto,
+                side,
+                stream_id: None,
+                method: String::new(),
+                path: String::new(),
+                authority: None,
+                version: default_version(proto),
+                status: None,
+                reason: None,
+                interim: Vec::new(),
+                request: Message::default(),
+                response: None,
+                grpc: None,
+                reset_code: None,
+                flags: Flags::NONE,
             },
-            status: None,
-            reason: None,
-            interim: Vec::new(),
-            request: Message::default(),
-            response: None,
-            grpc: None,
-            reset_code: None,
-            flags: Flags::NONE,
         }
+    }
+
+    /// Gives a finished record back for reuse: the next [`Exchange::new`]
+    /// (and [`Message::new`], [`string_from`]) on this thread takes its
+    /// buffers instead of allocating. A consumer that recycles what it has
+    /// shown makes a steady-state connection allocate nothing per exchange.
+    ///
+    /// The free lists are per thread and bounded ([`POOL_RECORDS`] records,
+    /// buffers up to [`MAX_KEPT_BYTES`]); beyond that the record is dropped.
+    pub fn recycle(self) {
+        // Emptied here so a pooled record is always clean, whoever takes it.
+        let Exchange {
+            proto: _,
+            side: _,
+            stream_id: _,
+            mut method,
+            mut path,
+            authority,
+            version: _,
+            status: _,
+            reason,
+            mut interim,
+            mut request,
+            response,
+            grpc: _,
+            reset_code: _,
+            flags: _,
+        } = self;
+        method.clear();
+        path.clear();
+        interim.clear();
+        request.clear();
+        request.trim();
+        if method.capacity() > MAX_KEPT_BYTES {
+            method = String::new();
+        }
+        if path.capacity() > MAX_KEPT_BYTES {
+            path = String::new();
+        }
+        if interim.capacity() > MAX_KEPT_FIELDS {
+            interim = Vec::new();
+        }
+        POOL.with_borrow_mut(|p| {
+            for mut s in [authority, reason].into_iter().flatten() {
+                if p.strings.len() < 2 * POOL_RECORDS && s.capacity() <= MAX_KEPT_BYTES {
+                    s.clear();
+                    p.strings.push(s);
+                }
+            }
+            if let Some(mut m) = response
+                && p.messages.len() < POOL_RECORDS
+            {
+                m.clear();
+                m.trim();
+                p.messages.push(m);
+            }
+            if p.exchanges.len() < POOL_RECORDS {
+                p.exchanges.push(Exchange {
+                    proto: Proto::Http1,
+                    side: Side::Client,
+                    stream_id: None,
+                    method,
+                    path,
+                    authority: None,
+                    version: "",
+                    status: None,
+                    reason: None,
+                    interim,
+                    request,
+                    response: None,
+                    grpc: None,
+                    reset_code: None,
+                    flags: Flags::NONE,
+                });
+            }
+        });
     }
 
     /// Time from the request's first byte to the response's last byte, if both
@@ -421,6 +612,102 @@ mod tests {
         assert_eq!(h.get_all(b"set-cookie").count(), 2);
         assert!(h.has_unknown());
         assert_eq!(h.len(), 4);
+    }
+
+    /// An exchange with every field set, as a parser could leave it.
+    fn full() -> Exchange {
+        let mut ex = Exchange::new(Proto::Http2, Side::Server);
+        ex.stream_id = Some(7);
+        ex.method = "POST".into();
+        ex.path = "/pkg.Service/Method".into();
+        ex.authority = Some("example.com".into());
+        ex.version = "HTTP/1.0";
+        ex.status = Some(503);
+        ex.reason = Some("Unavailable".into());
+        ex.interim = vec![100, 103];
+        let mut m = Message::default();
+        m.headers.push(b"content-type", b"application/grpc");
+        m.trailers
+            .push_flagged(b"grpc-status", b"14", FIELD_NEVER_INDEXED);
+        m.body_len = 99;
+        m.body_preview = b"preview".to_vec();
+        m.first_ns = 1;
+        m.last_ns = 2;
+        m.wire_len = 300;
+        ex.request = m.clone();
+        ex.response = Some(m);
+        ex.grpc = Some(Grpc {
+            service: "pkg.Service".into(),
+            method: "Method".into(),
+            req_messages: 2,
+            resp_messages: 3,
+            compressed: true,
+            kind: GrpcKind::BidiStreaming,
+            status: Some(14),
+            message: Some("down".into()),
+        });
+        ex.reset_code = Some(8);
+        ex.flags = Flags::GAP | Flags::RESET | Flags::INVALID;
+        ex
+    }
+
+    #[test]
+    fn recycled_exchange_is_empty_and_keeps_buffers() {
+        std::thread::spawn(|| {
+            let expected = Exchange {
+                proto: Proto::Http1,
+                side: Side::Client,
+                stream_id: None,
+                method: String::new(),
+                path: String::new(),
+                authority: None,
+                version: "HTTP/1.1",
+                status: None,
+                reason: None,
+                interim: Vec::new(),
+                request: Message::default(),
+                response: None,
+                grpc: None,
+                reset_code: None,
+                flags: Flags::NONE,
+            };
+            full().recycle();
+            let ex = Exchange::new(Proto::Http1, Side::Client);
+            assert_eq!(ex, expected);
+            assert!(ex.path.capacity() >= "/pkg.Service/Method".len());
+            assert!(ex.request.body_preview.capacity() >= b"preview".len());
+            // The response and the optional strings went to their own lists.
+            let m = Message::new();
+            assert_eq!(m, Message::default());
+            assert!(m.body_preview.capacity() >= b"preview".len());
+            let a = string_from(b"h\xffst");
+            assert_eq!(a, "h\u{fffd}st");
+            assert!(a.capacity() >= "Unavailable".len().max("example.com".len()));
+            let _ = string_from(b"");
+            // One record gave one of each, all taken back.
+            let held = POOL.with_borrow(|p| (p.exchanges.len(), p.messages.len(), p.strings.len()));
+            assert_eq!(held, (0, 0, 0));
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn free_lists_are_bounded() {
+        std::thread::spawn(|| {
+            let records: Vec<_> = (0..POOL_RECORDS + 10).map(|_| full()).collect();
+            records.into_iter().for_each(Exchange::recycle);
+            let held = POOL.with_borrow(|p| (p.exchanges.len(), p.messages.len(), p.strings.len()));
+            assert_eq!(held, (POOL_RECORDS, POOL_RECORDS, 2 * POOL_RECORDS));
+            // A buffer too large to keep is dropped, not pooled.
+            POOL.with_borrow_mut(|p| p.exchanges.clear());
+            let mut ex = full();
+            ex.path = "p".repeat(MAX_KEPT_BYTES + 1);
+            ex.recycle();
+            assert_eq!(Exchange::new(Proto::Http1, Side::Client).path.capacity(), 0);
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]

@@ -199,10 +199,12 @@ fn feed_chunked(
                     [] | [b'\r'] if !eof => return Step::More { consumed: at },
                     _ => {}
                 }
-                return match head::parse_trailers(rest, max_head) {
-                    HeadOutcome::Done { head, len } => Step::Done {
+                // Rare enough that the list is not recycled.
+                let mut trailers = Headers::new();
+                return match head::parse_trailers(rest, max_head, &mut trailers) {
+                    HeadOutcome::Done { len, .. } => Step::Done {
                         consumed: at + len,
-                        trailers: Some(head),
+                        trailers: Some(trailers),
                     },
                     HeadOutcome::NeedMore if !eof => Step::More { consumed: at },
                     HeadOutcome::NeedMore | HeadOutcome::Invalid(_) => {
