@@ -68,7 +68,9 @@ impl Proto {
 }
 
 /// An ordered header list stored in one buffer: names as sent, duplicates
-/// kept. Two allocations per list instead of two per header.
+/// kept. Two allocations per list instead of two per header; a list copied
+/// from a head ([`Headers::extend_from_block`]) is one copy, separators
+/// included.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Headers {
     bytes: Vec<u8>,
@@ -77,7 +79,9 @@ pub struct Headers {
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 struct Field {
+    name_start: u32,
     name_end: u32,
+    value_start: u32,
     value_end: u32,
     flags: u8,
 }
@@ -118,12 +122,42 @@ impl Headers {
         self.bytes.extend_from_slice(name);
         let name_end = self.bytes.len();
         self.bytes.extend_from_slice(value);
-        debug_assert!(start <= name_end);
         self.fields.push(Field {
+            name_start: start as u32,
             name_end: name_end as u32,
+            value_start: name_end as u32,
             value_end: self.bytes.len() as u32,
             flags,
         });
+    }
+
+    /// Appends fields whose names and values are slices of `block` (the
+    /// header section of a head as received): `block` is copied once and
+    /// the fields point into the copy. A field that is not inside `block`
+    /// is copied on its own.
+    pub fn extend_from_block<'a>(
+        &mut self,
+        block: &[u8],
+        fields: impl IntoIterator<Item = (&'a [u8], &'a [u8], u8)>,
+    ) {
+        let base = self.bytes.len();
+        self.bytes.extend_from_slice(block);
+        let at = |s: &[u8]| {
+            let off = (s.as_ptr() as usize).checked_sub(block.as_ptr() as usize)?;
+            (off + s.len() <= block.len()).then_some(base + off)
+        };
+        for (name, value, flags) in fields {
+            match (at(name), at(value)) {
+                (Some(n), Some(v)) => self.fields.push(Field {
+                    name_start: n as u32,
+                    name_end: (n + name.len()) as u32,
+                    value_start: v as u32,
+                    value_end: (v + value.len()) as u32,
+                    flags,
+                }),
+                _ => self.push_flagged(name, value, flags),
+            }
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -134,7 +168,8 @@ impl Headers {
         self.fields.is_empty()
     }
 
-    /// Bytes used by names and values together.
+    /// Bytes held: names and values, and the separators between them in a
+    /// list copied from a head.
     pub fn byte_len(&self) -> usize {
         self.bytes.len()
     }
@@ -156,11 +191,9 @@ impl Headers {
 
     /// (name, value, flags) in the order they were sent.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8], u8)> + '_ {
-        let mut start = 0usize;
         self.fields.iter().map(move |f| {
-            let name = &self.bytes[start..f.name_end as usize];
-            let value = &self.bytes[f.name_end as usize..f.value_end as usize];
-            start = f.value_end as usize;
+            let name = &self.bytes[f.name_start as usize..f.name_end as usize];
+            let value = &self.bytes[f.value_start as usize..f.value_end as usize];
             (name, value, f.flags)
         })
     }
@@ -514,41 +547,14 @@ impl Exchange {
     ///
     /// The free lists are per thread and bounded ([`POOL_RECORDS`] records,
     /// buffers up to [`MAX_KEPT_BYTES`]); beyond that the record is dropped.
-    pub fn recycle(self) {
-        // Emptied here so a pooled record is always clean, whoever takes it.
-        let Exchange {
-            proto: _,
-            side: _,
-            stream_id: _,
-            mut method,
-            mut path,
-            authority,
-            version: _,
-            status: _,
-            reason,
-            mut interim,
-            mut request,
-            response,
-            grpc: _,
-            reset_code: _,
-            flags: _,
-        } = self;
-        method.clear();
-        path.clear();
-        interim.clear();
-        request.clear();
-        request.trim();
-        if method.capacity() > MAX_KEPT_BYTES {
-            method = String::new();
-        }
-        if path.capacity() > MAX_KEPT_BYTES {
-            path = String::new();
-        }
-        if interim.capacity() > MAX_KEPT_FIELDS {
-            interim = Vec::new();
-        }
+    pub fn recycle(mut self) {
+        // Emptied here so a pooled record is always clean, whoever takes it;
+        // the parts that are `None` when empty go to their own lists.
+        let strings = [self.authority.take(), self.reason.take()];
+        let response = self.response.take();
+        self.clear();
         POOL.with_borrow_mut(|p| {
-            for mut s in [authority, reason].into_iter().flatten() {
+            for mut s in strings.into_iter().flatten() {
                 if p.strings.len() < 2 * POOL_RECORDS && s.capacity() <= MAX_KEPT_BYTES {
                     s.clear();
                     p.strings.push(s);
@@ -562,25 +568,52 @@ impl Exchange {
                 p.messages.push(m);
             }
             if p.exchanges.len() < POOL_RECORDS {
-                p.exchanges.push(Exchange {
-                    proto: Proto::Http1,
-                    side: Side::Client,
-                    stream_id: None,
-                    method,
-                    path,
-                    authority: None,
-                    version: "",
-                    status: None,
-                    reason: None,
-                    interim,
-                    request,
-                    response: None,
-                    grpc: None,
-                    reset_code: None,
-                    flags: Flags::NONE,
-                });
+                p.exchanges.push(self);
             }
         });
+    }
+
+    /// Empties every field in place, keeping the buffers of the strings and
+    /// lists (unless grown past [`MAX_KEPT_BYTES`]).
+    fn clear(&mut self) {
+        // Destructured so that a new field can't be forgotten here.
+        let Exchange {
+            proto: _,
+            side: _,
+            stream_id,
+            method,
+            path,
+            authority,
+            version: _,
+            status,
+            reason,
+            interim,
+            request,
+            response,
+            grpc,
+            reset_code,
+            flags,
+        } = self;
+        *stream_id = None;
+        for s in [method, path] {
+            if s.capacity() > MAX_KEPT_BYTES {
+                *s = String::new();
+            }
+            s.clear();
+        }
+        *authority = None;
+        *status = None;
+        *reason = None;
+        if interim.capacity() > MAX_KEPT_FIELDS {
+            *interim = Vec::new();
+        }
+        interim.clear();
+        request.clear();
+        request.trim();
+        *response = None;
+        *grpc = None;
+        *reset_code = None;
+        *flags = Flags::NONE;
     }
 
     /// Time from the request's first byte to the response's last byte, if both
@@ -708,6 +741,36 @@ mod tests {
         })
         .join()
         .unwrap();
+    }
+
+    #[test]
+    fn block_copy_keeps_fields_and_falls_back() {
+        let head = b"GET / HTTP/1.1\r\nHost: a\r\nX-Empty:\r\nAccept: */*\r\n\r\n";
+        let block = &head[16..head.len() - 4];
+        let elsewhere = b"Outside: yes".to_vec();
+        let mut h = Headers::new();
+        h.push(b"first", b"1");
+        h.extend_from_block(
+            block,
+            [
+                (&block[0..4], &block[6..7], 0),
+                (&block[9..16], &block[17..17], 0),
+                (&elsewhere[..7], &elsewhere[9..], FIELD_TRUNCATED),
+                (&block[19..25], &block[27..30], 0),
+            ],
+        );
+        let all: Vec<_> = h.iter().collect();
+        assert_eq!(
+            all,
+            [
+                (&b"first"[..], &b"1"[..], 0),
+                (b"Host", b"a", 0),
+                (b"X-Empty", b"", 0),
+                (b"Outside", b"yes", FIELD_TRUNCATED),
+                (b"Accept", b"*/*", 0),
+            ]
+        );
+        assert_eq!(h.byte_len(), 6 + block.len() + 10);
     }
 
     #[test]

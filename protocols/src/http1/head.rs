@@ -155,13 +155,15 @@ pub fn parse_request<'a>(
     let mut slots = [httparse::EMPTY_HEADER; FAST_HEADERS];
     let mut req = httparse::Request::new(&mut slots);
     match config.parse_request(&mut req, buf) {
-        Ok(httparse::Status::Complete(len)) => finish_request(&req, len, max_head, headers),
+        Ok(httparse::Status::Complete(len)) => finish_request(&req, buf, len, max_head, headers),
         Ok(httparse::Status::Partial) => partial(buf, max_head),
         Err(httparse::Error::TooManyHeaders) => {
             let mut slots = vec![httparse::EMPTY_HEADER; MAX_HEADERS];
             let mut req = httparse::Request::new(&mut slots);
             match config.parse_request(&mut req, buf) {
-                Ok(httparse::Status::Complete(len)) => finish_request(&req, len, max_head, headers),
+                Ok(httparse::Status::Complete(len)) => {
+                    finish_request(&req, buf, len, max_head, headers)
+                }
                 Ok(httparse::Status::Partial) => partial(buf, max_head),
                 Err(httparse::Error::TooManyHeaders) => HeadOutcome::Invalid(HeadError::Overflow),
                 Err(_) => HeadOutcome::Invalid(HeadError::Syntax),
@@ -181,14 +183,14 @@ pub fn parse_response<'a>(
     let mut slots = [httparse::EMPTY_HEADER; FAST_HEADERS];
     let mut resp = httparse::Response::new(&mut slots);
     match config.parse_response(&mut resp, buf) {
-        Ok(httparse::Status::Complete(len)) => finish_response(&resp, len, max_head, headers),
+        Ok(httparse::Status::Complete(len)) => finish_response(&resp, buf, len, max_head, headers),
         Ok(httparse::Status::Partial) => partial(buf, max_head),
         Err(httparse::Error::TooManyHeaders) => {
             let mut slots = vec![httparse::EMPTY_HEADER; MAX_HEADERS];
             let mut resp = httparse::Response::new(&mut slots);
             match config.parse_response(&mut resp, buf) {
                 Ok(httparse::Status::Complete(len)) => {
-                    finish_response(&resp, len, max_head, headers)
+                    finish_response(&resp, buf, len, max_head, headers)
                 }
                 Ok(httparse::Status::Partial) => partial(buf, max_head),
                 Err(httparse::Error::TooManyHeaders) => HeadOutcome::Invalid(HeadError::Overflow),
@@ -206,7 +208,7 @@ pub fn parse_trailers(buf: &[u8], max_head: usize, headers: &mut Headers) -> Hea
     let mut slots = [httparse::EMPTY_HEADER; FAST_HEADERS];
     match httparse::parse_headers(buf, &mut slots) {
         Ok(httparse::Status::Complete((len, fields))) => {
-            copy_headers(fields, max_head, headers);
+            copy_headers(fields, buf, max_head, headers);
             HeadOutcome::Done { head: (), len }
         }
         Ok(httparse::Status::Partial) => partial(buf, max_head),
@@ -214,7 +216,7 @@ pub fn parse_trailers(buf: &[u8], max_head: usize, headers: &mut Headers) -> Hea
             let mut slots = vec![httparse::EMPTY_HEADER; MAX_HEADERS];
             match httparse::parse_headers(buf, &mut slots) {
                 Ok(httparse::Status::Complete((len, fields))) => {
-                    copy_headers(fields, max_head, headers);
+                    copy_headers(fields, buf, max_head, headers);
                     HeadOutcome::Done { head: (), len }
                 }
                 Ok(httparse::Status::Partial) => partial(buf, max_head),
@@ -258,6 +260,7 @@ fn partial<T>(buf: &[u8], max_head: usize) -> HeadOutcome<T> {
 
 fn finish_request<'a>(
     req: &httparse::Request<'_, 'a>,
+    buf: &[u8],
     len: usize,
     max_head: usize,
     headers: &mut Headers,
@@ -265,7 +268,7 @@ fn finish_request<'a>(
     if len > max_head {
         return HeadOutcome::Invalid(HeadError::Overflow);
     }
-    let (framing, host) = copy_headers(req.headers, max_head, headers);
+    let (framing, host) = copy_headers(req.headers, buf, max_head, headers);
     HeadOutcome::Done {
         head: RequestHead {
             method: req.method.unwrap_or_default(),
@@ -280,6 +283,7 @@ fn finish_request<'a>(
 
 fn finish_response<'a>(
     resp: &httparse::Response<'_, 'a>,
+    buf: &[u8],
     len: usize,
     max_head: usize,
     headers: &mut Headers,
@@ -287,7 +291,7 @@ fn finish_response<'a>(
     if len > max_head {
         return HeadOutcome::Invalid(HeadError::Overflow);
     }
-    let (framing, _) = copy_headers(resp.headers, max_head, headers);
+    let (framing, _) = copy_headers(resp.headers, buf, max_head, headers);
     HeadOutcome::Done {
         head: ResponseHead {
             code: resp.code.unwrap_or_default(),
@@ -299,18 +303,38 @@ fn finish_response<'a>(
     }
 }
 
-/// Copies the fields into `headers` (emptied first; one buffer for all
-/// names and values) and reads the framing fields on the way. Values longer
+/// Copies the fields, parsed from `buf`, into `headers` (emptied first; the
+/// header section in one copy) and reads the framing fields. Values longer
 /// than `max_value` are cut and flagged (they can't be: the whole head is
 /// below the cap; kept for safety). Also returns the first `Host` value.
 fn copy_headers<'a>(
     fields: &[httparse::Header<'a>],
+    buf: &[u8],
     max_value: usize,
     headers: &mut Headers,
 ) -> (Framing, Option<&'a [u8]>) {
-    let bytes: usize = fields.iter().map(|h| h.name.len() + h.value.len()).sum();
+    // From the first name to the last value: the fields all lie in it.
+    let block = match (fields.first(), fields.last()) {
+        (Some(first), Some(last)) => {
+            let base = buf.as_ptr() as usize;
+            let start = (first.name.as_ptr() as usize).wrapping_sub(base);
+            let end = (last.value.as_ptr() as usize).wrapping_sub(base) + last.value.len();
+            buf.get(start..end).unwrap_or_default()
+        }
+        _ => &[],
+    };
     headers.clear();
-    headers.reserve(fields.len(), bytes);
+    headers.reserve(fields.len(), block.len());
+    headers.extend_from_block(
+        block,
+        fields.iter().map(|h| {
+            if h.value.len() > max_value {
+                (h.name.as_bytes(), &h.value[..max_value], FIELD_TRUNCATED)
+            } else {
+                (h.name.as_bytes(), h.value, 0)
+            }
+        }),
+    );
     let mut length: Option<u64> = None;
     let mut bad_length = false;
     let mut te: Option<bool> = None; // Some(chunked is last)
@@ -319,11 +343,6 @@ fn copy_headers<'a>(
     let mut host = None;
     for h in fields {
         let name = h.name.as_bytes();
-        if h.value.len() > max_value {
-            headers.push_flagged(name, &h.value[..max_value], FIELD_TRUNCATED);
-        } else {
-            headers.push(name, h.value);
-        }
         match name.len() {
             4 if name.eq_ignore_ascii_case(b"host") => {
                 if host.is_none() {
