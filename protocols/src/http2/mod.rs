@@ -57,7 +57,9 @@ pub mod hpack;
 
 use std::collections::VecDeque;
 
-use crate::record::{Direction, Exchange, FIELD_UNKNOWN, Flags, Headers, Message, Proto, Side};
+use crate::record::{
+    Direction, Exchange, FIELD_UNKNOWN, Flags, Headers, Message, Proto, Side, string_from,
+};
 use crate::stream::DataStream;
 use frame::{
     DEFAULT_MAX_FRAME_SIZE, END_HEADERS, END_STREAM, FRAME_HEADER_LEN, FrameHeader, FrameType,
@@ -1300,9 +1302,10 @@ impl Http2Conn {
         let rt = Scan::of(resp.trailers.as_ref());
         let qt = Scan::of(req.trailers.as_ref());
         if req.headers.is_some() {
-            ex.method = text(rq.method);
-            ex.path = text(rq.path);
-            ex.authority = rq.authority.or(rq.host).map(|v| text(Some(v)));
+            // Into the (possibly recycled) record's own buffers.
+            push_text(&mut ex.method, rq.method);
+            push_text(&mut ex.path, rq.path);
+            ex.authority = rq.authority.or(rq.host).map(string_from);
         } else if s.upgrade.is_none() {
             ex.flags |= Flags::NO_REQUEST;
         }
@@ -1397,13 +1400,12 @@ fn message(h: Half) -> Message {
     }
 }
 
-fn text(v: Option<&[u8]>) -> String {
-    match v {
-        None => String::new(),
-        Some(v) => match std::str::from_utf8(v) {
-            Ok(s) => s.to_owned(),
-            Err(_) => String::from_utf8_lossy(v).into_owned(),
-        },
+fn push_text(dst: &mut String, v: Option<&[u8]>) {
+    if let Some(v) = v {
+        match std::str::from_utf8(v) {
+            Ok(s) => dst.push_str(s),
+            Err(_) => dst.push_str(&String::from_utf8_lossy(v)),
+        }
     }
 }
 
