@@ -808,6 +808,7 @@ impl Http1 {
         let mut sink = Sink {
             body_len: &mut msg.body_len,
             preview: &mut msg.body_preview,
+            trailers: &mut msg.trailers,
             preview_cap: self.limits.body_preview,
             preview_open,
         };
@@ -829,10 +830,7 @@ impl Http1 {
                     changed: consumed > 0,
                 }
             }
-            Step::Done { consumed, trailers } => {
-                if let Some(t) = trailers {
-                    msg.trailers = t;
-                }
+            Step::Done { consumed } => {
                 self.finish_message(d, false, out);
                 Progress::used(consumed)
             }
