@@ -349,7 +349,14 @@ pub struct Http2Conn {
     client: Option<Direction>,
     flags: Flags,
     counters: Http2Counters,
+    /// Emptied header lists of (recycled) records, taken by the next header
+    /// blocks; at most [`SPARE_LISTS`].
+    spare: Vec<Headers>,
 }
+
+/// Header lists kept for reuse per connection: a call in flight has three
+/// (request, response, trailers).
+const SPARE_LISTS: usize = 4;
 
 impl Http2Conn {
     pub fn new(cfg: &Http2Config, start: Start) -> Self {
@@ -369,6 +376,7 @@ impl Http2Conn {
             dirs: [Dir::new(phase, decoder()), Dir::new(phase, decoder())],
             streams: Vec::new(),
             recently_closed: VecDeque::new(),
+            spare: Vec::new(),
             highest: [0; 2],
             last_ts: [0; 2],
             streams_seen_max: None,
@@ -1016,7 +1024,14 @@ impl Http2Conn {
             self.dirs[d].block_out.len(),
             self.dirs[d].block_out.byte_len(),
         );
-        let headers = std::mem::replace(&mut self.dirs[d].block_out, Headers::with_capacity(n, b));
+        let next = match self.spare.pop() {
+            Some(mut h) => {
+                h.reserve(n, b);
+                h
+            }
+            None => Headers::with_capacity(n, b),
+        };
+        let headers = std::mem::replace(&mut self.dirs[d].block_out, next);
         let mut flags = Flags::NONE;
         if ctx.lost {
             flags |= Flags::GAP | Flags::HEADERS_PARTIAL;
@@ -1280,7 +1295,7 @@ impl Http2Conn {
         out.push(self.exchange(s, extra));
     }
 
-    fn exchange(&self, s: Stream, extra: Flags) -> Exchange {
+    fn exchange(&mut self, s: Stream, extra: Flags) -> Exchange {
         // Without evidence of sides, guess that the traced process serves.
         let client = self.client.unwrap_or(Direction::Ingress);
         let mut ex = Exchange::new(Proto::Http2, side_of(client));
@@ -1337,11 +1352,23 @@ impl Http2Conn {
             ex.flags |= Flags::HEADERS_PARTIAL;
         }
         let resp_seen = resp.seen;
-        ex.request = message(req);
+        // The lists a recycled record brings serve the next header blocks.
+        let old = std::mem::replace(&mut ex.request, message(req));
+        self.keep_lists(old);
         if resp_seen {
-            ex.response = Some(message(resp));
+            let old = std::mem::replace(ex.response.insert(Message::new()), message(resp));
+            self.keep_lists(old);
         }
         ex
+    }
+
+    fn keep_lists(&mut self, old: Message) {
+        for mut h in [old.headers, old.trailers] {
+            if self.spare.len() < SPARE_LISTS {
+                h.clear();
+                self.spare.push(h);
+            }
+        }
     }
 }
 
