@@ -3,6 +3,11 @@
 //!
 //! Everything a user sees (`sniff --proto http`, `--json`, replays) is built from
 //! these types, so they carry what was seen and flags for what was not.
+//!
+//! Records are owned values. A consumer done with one gives it back with
+//! [`Exchange::recycle`]: the parsers then build the next records in its
+//! buffers, so a steady connection allocates nothing per exchange. Records
+//! never given back are simply dropped.
 
 use std::cell::RefCell;
 use std::fmt;
@@ -433,9 +438,11 @@ impl fmt::Debug for Flags {
 pub const POOL_RECORDS: usize = 64;
 
 /// Largest buffer (bytes of a string, header list or preview) a recycled
-/// record keeps. Typical heads are well under 1 KiB; a rare huge one is
-/// not worth holding on to.
-pub const MAX_KEPT_BYTES: usize = 16 * 1024;
+/// record keeps. Typical heads are well under 1 KiB and the default
+/// preview is 1 KiB; a rare huge one is not worth holding on to. With
+/// [`POOL_RECORDS`] this bounds what the free lists of a thread hold to a
+/// few MiB (about 2.5 MiB at worst, some 150 KiB for typical records).
+pub const MAX_KEPT_BYTES: usize = 4 * 1024;
 
 /// Most header fields (and interim codes) a recycled list keeps room for.
 const MAX_KEPT_FIELDS: usize = 256;

@@ -670,7 +670,8 @@ impl Http1 {
             e.ex.interim.push(code);
             return Progress::used(len);
         }
-        // The list is empty: interim heads are not kept.
+        // The record's empty list becomes the next head's (interim heads'
+        // fields are not kept).
         std::mem::swap(&mut msg.headers, &mut self.fields);
         e.ex.status = Some(code);
         e.ex.reason = Some(string_from(h.reason.as_bytes()));
