@@ -262,8 +262,10 @@ impl Connection {
         for s in &mut self.streams {
             s.release_if_empty();
         }
-        if let ProtoState::Http1(h) = &mut self.proto {
-            h.release_if_idle();
+        match &mut self.proto {
+            ProtoState::Http1(h) => h.release_if_idle(),
+            ProtoState::Http2(h) => h.release_spare(),
+            ProtoState::Detecting | ProtoState::NotHttp => {}
         }
     }
 

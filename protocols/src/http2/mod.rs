@@ -466,6 +466,12 @@ impl Http2Conn {
         self.dirs[dir.index()].decoder.table().fully_known()
     }
 
+    /// Frees the header lists kept for the next header blocks (call it on
+    /// an idle connection).
+    pub fn release_spare(&mut self) {
+        self.spare = Vec::new();
+    }
+
     /// Streams currently open.
     pub fn open_streams(&self) -> usize {
         self.streams.len()
