@@ -406,7 +406,8 @@ impl<W: Write> Pipeline<W> {
         {
             self.by_addr.remove(&(l, r));
         }
-        let r = self.show(&t, &mut out);
+        let r = self.show(&t, &out);
+        out.drain(..).for_each(Exchange::recycle);
         self.scratch = out;
         r
     }
@@ -422,12 +423,14 @@ impl<W: Write> Pipeline<W> {
             return Ok(());
         };
         let r = self.show(&t, out);
+        // Shown: the records go back for the parsers to reuse.
+        out.drain(..).for_each(Exchange::recycle);
         self.conns.insert(key, t);
         r
     }
 
-    fn show(&mut self, t: &Tracked, out: &mut Vec<Exchange>) -> io::Result<()> {
-        for ex in out.drain(..) {
+    fn show(&mut self, t: &Tracked, out: &[Exchange]) -> io::Result<()> {
+        for ex in out {
             self.stats.exchanges += 1;
             if crate::render::lossy(ex.flags) {
                 self.stats.lossy += 1;
@@ -436,13 +439,13 @@ impl<W: Write> Pipeline<W> {
                 self.stats.duplicates += 1;
                 continue;
             }
-            if !self.filters.matches(&ex) {
+            if !self.filters.matches(ex) {
                 continue;
             }
             self.stats.shown += 1;
-            let go = self.go.as_mut().and_then(|j| j.join(&ex, &t.meta));
+            let go = self.go.as_mut().and_then(|j| j.join(ex, &t.meta));
             self.renderer
-                .exchange(&mut self.out, &ex, &t.meta, go.as_ref())?;
+                .exchange(&mut self.out, ex, &t.meta, go.as_ref())?;
         }
         Ok(())
     }

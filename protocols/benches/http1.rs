@@ -131,17 +131,30 @@ fn corpora() -> Vec<Corpus> {
     vec![small, posts, chunked, mixed]
 }
 
-fn run_connection(c: &Corpus, out: &mut Vec<Exchange>) -> usize {
+/// Feeds the corpus through one `Connection` and returns the exchanges
+/// completed. After every event the records are consumed, as the
+/// collector does after rendering them: given back for reuse (`recycle`),
+/// or dropped.
+fn run_connection(c: &Corpus, out: &mut Vec<Exchange>, recycle: bool) -> usize {
     let mut conn = Connection::new(&Config::default());
     let mut pos = [0u64; 2];
+    let mut n = 0;
+    let mut consume = |out: &mut Vec<Exchange>| {
+        n += out.len();
+        if recycle {
+            out.drain(..).for_each(Exchange::recycle);
+        } else {
+            out.clear();
+        }
+    };
     for (ts, (dir, bytes)) in c.events.iter().enumerate() {
         let p = &mut pos[dir.index()];
         conn.data(*dir, *p, ts as u64, bytes, out);
         *p += bytes.len() as u64;
+        consume(out);
     }
     conn.close(u64::MAX, out);
-    let n = out.len();
-    out.clear();
+    consume(out);
     n
 }
 
@@ -266,11 +279,19 @@ fn bench_cpu(crit: &mut Criterion<CpuTime>) {
 fn bench<M: Measurement>(crit: &mut Criterion<M>, clock: &str) {
     for c in corpora() {
         let mut out = Vec::with_capacity(c.exchanges);
-        assert_eq!(run_connection(&c, &mut out), c.exchanges, "{}", c.name);
+        assert_eq!(
+            run_connection(&c, &mut out, true),
+            c.exchanges,
+            "{}",
+            c.name
+        );
         let mut g = crit.benchmark_group(format!("http1-{clock}/{}", c.name));
         g.throughput(Throughput::Bytes(c.bytes as u64));
         g.bench_function("connection", |b| {
-            b.iter(|| black_box(run_connection(black_box(&c), &mut out)))
+            b.iter(|| black_box(run_connection(black_box(&c), &mut out, true)))
+        });
+        g.bench_function("connection_no_recycle", |b| {
+            b.iter(|| black_box(run_connection(black_box(&c), &mut out, false)))
         });
         g.bench_function("bare_httparse_heads", |b| {
             b.iter(|| black_box(run_httparse(black_box(&c))))

@@ -182,24 +182,32 @@ fn bench(c: &mut Criterion) {
     let (wire, blocks) = grpc_unary(calls);
     let nblocks = (blocks[0].len() + blocks[1].len()) as u64;
     g.throughput(Throughput::Elements(nblocks));
-    g.bench_function("grpc_unary_10k_calls_header_blocks", |b| {
-        b.iter(|| {
-            // Records are consumed as they come, as the collector does.
-            let mut conn = Http2Conn::new(&cfg, Start::Preface);
-            let mut out = Vec::with_capacity(4);
-            let mut n_ex = 0;
-            for (c, s) in &wire {
-                let n = conn.feed(Direction::Egress, c, 1, &mut out);
-                debug_assert_eq!(n, c.len());
-                let n = conn.feed(Direction::Ingress, s, 2, &mut out);
-                debug_assert_eq!(n, s.len());
-                n_ex += out.len();
-                for e in out.drain(..) {
-                    black_box(e);
+    // Records are consumed as they come, as the collector does: given back
+    // for reuse (`recycle`), or dropped.
+    let grpc = |recycle: bool| {
+        let mut conn = Http2Conn::new(&cfg, Start::Preface);
+        let mut out = Vec::with_capacity(4);
+        let mut n_ex = 0;
+        for (c, s) in &wire {
+            let n = conn.feed(Direction::Egress, c, 1, &mut out);
+            debug_assert_eq!(n, c.len());
+            let n = conn.feed(Direction::Ingress, s, 2, &mut out);
+            debug_assert_eq!(n, s.len());
+            n_ex += out.len();
+            for e in out.drain(..) {
+                black_box(&e);
+                if recycle {
+                    e.recycle();
                 }
             }
-            assert_eq!(n_ex, calls as usize);
-        })
+        }
+        assert_eq!(n_ex, calls as usize);
+    };
+    g.bench_function("grpc_unary_10k_calls_header_blocks", |b| {
+        b.iter(|| grpc(true))
+    });
+    g.bench_function("grpc_unary_10k_calls_header_blocks_no_recycle", |b| {
+        b.iter(|| grpc(false))
     });
     g.bench_function("hpack_decoder_alone_same_blocks", |b| {
         b.iter(|| {

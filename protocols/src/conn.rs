@@ -18,6 +18,10 @@
 //! Callers should call [`Connection::flush`] when a connection has been idle
 //! for a while (a second is plenty): it gives up on unknown holes and
 //! releases responses held while waiting for their request.
+//!
+//! Exchanges a caller is done with can be given back with
+//! [`Exchange::recycle`], on the thread that feeds the connections: new
+//! exchanges are then built in their buffers instead of fresh allocations.
 
 use crate::http1::{Http1, Limits, Switch};
 use crate::http2::{Http2Config, Http2Conn, Start, Upgrade, decode_http2_settings};
@@ -258,8 +262,10 @@ impl Connection {
         for s in &mut self.streams {
             s.release_if_empty();
         }
-        if let ProtoState::Http1(h) = &mut self.proto {
-            h.release_if_idle();
+        match &mut self.proto {
+            ProtoState::Http1(h) => h.release_if_idle(),
+            ProtoState::Http2(h) => h.release_spare(),
+            ProtoState::Detecting | ProtoState::NotHttp => {}
         }
     }
 

@@ -3,7 +3,13 @@
 //!
 //! Everything a user sees (`sniff --proto http`, `--json`, replays) is built from
 //! these types, so they carry what was seen and flags for what was not.
+//!
+//! Records are owned values. A consumer done with one gives it back with
+//! [`Exchange::recycle`]: the parsers then build the next records in its
+//! buffers, so a steady connection allocates nothing per exchange. Records
+//! never given back are simply dropped.
 
+use std::cell::RefCell;
 use std::fmt;
 
 /// Which way bytes moved, seen from the traced process.
@@ -67,7 +73,9 @@ impl Proto {
 }
 
 /// An ordered header list stored in one buffer: names as sent, duplicates
-/// kept. Two allocations per list instead of two per header.
+/// kept. Two allocations per list instead of two per header; a list copied
+/// from a head ([`Headers::extend_from_block`]) is one copy, separators
+/// included.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Headers {
     bytes: Vec<u8>,
@@ -76,7 +84,9 @@ pub struct Headers {
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 struct Field {
+    name_start: u32,
     name_end: u32,
+    value_start: u32,
     value_end: u32,
     flags: u8,
 }
@@ -102,6 +112,12 @@ impl Headers {
         }
     }
 
+    /// Makes room for `fields` more fields of `bytes` bytes in all.
+    pub fn reserve(&mut self, fields: usize, bytes: usize) {
+        self.bytes.reserve(bytes);
+        self.fields.reserve(fields);
+    }
+
     pub fn push(&mut self, name: &[u8], value: &[u8]) {
         self.push_flagged(name, value, 0);
     }
@@ -111,12 +127,42 @@ impl Headers {
         self.bytes.extend_from_slice(name);
         let name_end = self.bytes.len();
         self.bytes.extend_from_slice(value);
-        debug_assert!(start <= name_end);
         self.fields.push(Field {
+            name_start: start as u32,
             name_end: name_end as u32,
+            value_start: name_end as u32,
             value_end: self.bytes.len() as u32,
             flags,
         });
+    }
+
+    /// Appends fields whose names and values are slices of `block` (the
+    /// header section of a head as received): `block` is copied once and
+    /// the fields point into the copy. A field that is not inside `block`
+    /// is copied on its own.
+    pub fn extend_from_block<'a>(
+        &mut self,
+        block: &[u8],
+        fields: impl IntoIterator<Item = (&'a [u8], &'a [u8], u8)>,
+    ) {
+        let base = self.bytes.len();
+        self.bytes.extend_from_slice(block);
+        let at = |s: &[u8]| {
+            let off = (s.as_ptr() as usize).checked_sub(block.as_ptr() as usize)?;
+            (off + s.len() <= block.len()).then_some(base + off)
+        };
+        for (name, value, flags) in fields {
+            match (at(name), at(value)) {
+                (Some(n), Some(v)) => self.fields.push(Field {
+                    name_start: n as u32,
+                    name_end: (n + name.len()) as u32,
+                    value_start: v as u32,
+                    value_end: (v + value.len()) as u32,
+                    flags,
+                }),
+                _ => self.push_flagged(name, value, flags),
+            }
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -127,7 +173,8 @@ impl Headers {
         self.fields.is_empty()
     }
 
-    /// Bytes used by names and values together.
+    /// Bytes held: names and values, and the separators between them in a
+    /// list copied from a head.
     pub fn byte_len(&self) -> usize {
         self.bytes.len()
     }
@@ -137,13 +184,21 @@ impl Headers {
         self.fields.clear();
     }
 
+    /// Drops buffers grown beyond what is worth keeping in a free list.
+    fn trim(&mut self) {
+        if self.bytes.capacity() > MAX_KEPT_BYTES {
+            self.bytes = Vec::new();
+        }
+        if self.fields.capacity() > MAX_KEPT_FIELDS {
+            self.fields = Vec::new();
+        }
+    }
+
     /// (name, value, flags) in the order they were sent.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8], u8)> + '_ {
-        let mut start = 0usize;
         self.fields.iter().map(move |f| {
-            let name = &self.bytes[start..f.name_end as usize];
-            let value = &self.bytes[f.name_end as usize..f.value_end as usize];
-            start = f.value_end as usize;
+            let name = &self.bytes[f.name_start as usize..f.name_end as usize];
+            let value = &self.bytes[f.value_start as usize..f.value_end as usize];
             (name, value, f.flags)
         })
     }
@@ -201,6 +256,46 @@ pub struct Message {
     pub last_ns: u64,
     /// Bytes of the message on the wire (head + framing + body).
     pub wire_len: u64,
+}
+
+impl Message {
+    /// An empty message, reusing the buffers of a recycled one when this
+    /// thread has one (see [`Exchange::recycle`]); `Message::default()`
+    /// never does.
+    pub fn new() -> Self {
+        POOL.with_borrow_mut(|p| p.messages.pop())
+            .unwrap_or_default()
+    }
+
+    /// Empties the message, keeping its buffers' capacity.
+    pub fn clear(&mut self) {
+        // Destructured so that a new field can't be forgotten here.
+        let Message {
+            headers,
+            trailers,
+            body_len,
+            body_preview,
+            first_ns,
+            last_ns,
+            wire_len,
+        } = self;
+        headers.clear();
+        trailers.clear();
+        *body_len = 0;
+        body_preview.clear();
+        *first_ns = 0;
+        *last_ns = 0;
+        *wire_len = 0;
+    }
+
+    /// Drops buffers grown beyond what is worth keeping in a free list.
+    fn trim(&mut self) {
+        self.headers.trim();
+        self.trailers.trim();
+        if self.body_preview.capacity() > MAX_KEPT_BYTES {
+            self.body_preview = Vec::new();
+        }
+    }
 }
 
 /// gRPC details of an HTTP/2 exchange whose content-type is `application/grpc*`.
@@ -337,6 +432,62 @@ impl fmt::Debug for Flags {
     }
 }
 
+/// Records kept per thread by [`Exchange::recycle`]. A few dozen cover a
+/// consumer that renders what each event completed before the next event;
+/// more would only hold memory.
+pub const POOL_RECORDS: usize = 64;
+
+/// Largest buffer (bytes of a string, header list or preview) a recycled
+/// record keeps. Typical heads are well under 1 KiB and the default
+/// preview is 1 KiB; a rare huge one is not worth holding on to. With
+/// [`POOL_RECORDS`] and [`MAX_KEPT_FIELDS`] this bounds what the free lists
+/// of a thread hold: about 2.6 MiB at worst, a few hundred KiB for typical
+/// records.
+pub const MAX_KEPT_BYTES: usize = 4 * 1024;
+
+/// Most header fields (and interim codes) a recycled list keeps room for:
+/// heads seen in practice have 5–30.
+pub const MAX_KEPT_FIELDS: usize = 64;
+
+/// Free lists of emptied records and of their parts that are `None` in an
+/// empty record (the response, Host/`:authority`, the reason phrase).
+struct Pool {
+    exchanges: Vec<Exchange>,
+    messages: Vec<Message>,
+    strings: Vec<String>,
+}
+
+thread_local! {
+    static POOL: RefCell<Pool> = const {
+        RefCell::new(Pool {
+            exchanges: Vec::new(),
+            messages: Vec::new(),
+            strings: Vec::new(),
+        })
+    };
+}
+
+/// A `String` holding `bytes` (invalid UTF-8 replaced, as
+/// [`String::from_utf8_lossy`] does), in a recycled buffer when this thread
+/// has one. For the optional strings of a record (`authority`, `reason`).
+pub fn string_from(bytes: &[u8]) -> String {
+    let mut s = POOL
+        .with_borrow_mut(|p| p.strings.pop())
+        .unwrap_or_default();
+    match std::str::from_utf8(bytes) {
+        Ok(v) => s.push_str(v),
+        Err(_) => s.push_str(&String::from_utf8_lossy(bytes)),
+    }
+    s
+}
+
+fn default_version(proto: Proto) -> &'static str {
+    match proto {
+        Proto::Http1 => "HTTP/1.1",
+        Proto::Http2 => "HTTP/2",
+    }
+}
+
 /// One request and its response (HTTP/1.x), or one stream (HTTP/2).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Exchange {
@@ -368,28 +519,110 @@ pub struct Exchange {
 }
 
 impl Exchange {
-    /// An empty exchange to be filled in by a parser.
+    /// An empty exchange to be filled in by a parser. Reuses a record given
+    /// back with [`Exchange::recycle`] on this thread, if there is one.
     pub fn new(proto: Proto, side: Side) -> Self {
-        Exchange {
-            proto,
-            side,
-            stream_id: None,
-            method: String::new(),
-            path: String::new(),
-            authority: None,
-            version: match proto {
-                Proto::Http1 => "HTTP/1.1",
-                Proto::Http2 => "HTTP/2",
+        match POOL.with_borrow_mut(|p| p.exchanges.pop()) {
+            Some(mut ex) => {
+                ex.proto = proto;
+                ex.side = side;
+                ex.version = default_version(proto);
+                ex
+            }
+            None => Exchange {
+                proto,
+                side,
+                stream_id: None,
+                method: String::new(),
+                path: String::new(),
+                authority: None,
+                version: default_version(proto),
+                status: None,
+                reason: None,
+                interim: Vec::new(),
+                request: Message::default(),
+                response: None,
+                grpc: None,
+                reset_code: None,
+                flags: Flags::NONE,
             },
-            status: None,
-            reason: None,
-            interim: Vec::new(),
-            request: Message::default(),
-            response: None,
-            grpc: None,
-            reset_code: None,
-            flags: Flags::NONE,
         }
+    }
+
+    /// Gives a finished record back for reuse: the next [`Exchange::new`]
+    /// (and [`Message::new`], [`string_from`]) on this thread takes its
+    /// buffers instead of allocating. A consumer that recycles what it has
+    /// shown makes a steady-state connection allocate nothing per exchange.
+    ///
+    /// The free lists are per thread and bounded ([`POOL_RECORDS`] records,
+    /// buffers up to [`MAX_KEPT_BYTES`]); beyond that the record is dropped.
+    pub fn recycle(mut self) {
+        // Emptied here so a pooled record is always clean, whoever takes it;
+        // the parts that are `None` when empty go to their own lists.
+        let strings = [self.authority.take(), self.reason.take()];
+        let response = self.response.take();
+        self.clear();
+        POOL.with_borrow_mut(|p| {
+            for mut s in strings.into_iter().flatten() {
+                if p.strings.len() < 2 * POOL_RECORDS && s.capacity() <= MAX_KEPT_BYTES {
+                    s.clear();
+                    p.strings.push(s);
+                }
+            }
+            if let Some(mut m) = response
+                && p.messages.len() < POOL_RECORDS
+            {
+                m.clear();
+                m.trim();
+                p.messages.push(m);
+            }
+            if p.exchanges.len() < POOL_RECORDS {
+                p.exchanges.push(self);
+            }
+        });
+    }
+
+    /// Empties every field in place, keeping the buffers of the strings and
+    /// lists (unless grown past [`MAX_KEPT_BYTES`]).
+    fn clear(&mut self) {
+        // Destructured so that a new field can't be forgotten here.
+        let Exchange {
+            proto: _,
+            side: _,
+            stream_id,
+            method,
+            path,
+            authority,
+            version: _,
+            status,
+            reason,
+            interim,
+            request,
+            response,
+            grpc,
+            reset_code,
+            flags,
+        } = self;
+        *stream_id = None;
+        for s in [method, path] {
+            if s.capacity() > MAX_KEPT_BYTES {
+                *s = String::new();
+            }
+            s.clear();
+        }
+        *authority = None;
+        *status = None;
+        *reason = None;
+        if interim.capacity() > MAX_KEPT_FIELDS {
+            *interim = Vec::new();
+        }
+        interim.clear();
+        request.clear();
+        request.trim();
+        *response = None;
+        *grpc = None;
+        *reset_code = None;
+        *flags = Flags::NONE;
     }
 
     /// Time from the request's first byte to the response's last byte, if both
@@ -421,6 +654,132 @@ mod tests {
         assert_eq!(h.get_all(b"set-cookie").count(), 2);
         assert!(h.has_unknown());
         assert_eq!(h.len(), 4);
+    }
+
+    /// An exchange with every field set, as a parser could leave it.
+    fn full() -> Exchange {
+        let mut ex = Exchange::new(Proto::Http2, Side::Server);
+        ex.stream_id = Some(7);
+        ex.method = "POST".into();
+        ex.path = "/pkg.Service/Method".into();
+        ex.authority = Some("example.com".into());
+        ex.version = "HTTP/1.0";
+        ex.status = Some(503);
+        ex.reason = Some("Unavailable".into());
+        ex.interim = vec![100, 103];
+        let mut m = Message::default();
+        m.headers.push(b"content-type", b"application/grpc");
+        m.trailers
+            .push_flagged(b"grpc-status", b"14", FIELD_NEVER_INDEXED);
+        m.body_len = 99;
+        m.body_preview = b"preview".to_vec();
+        m.first_ns = 1;
+        m.last_ns = 2;
+        m.wire_len = 300;
+        ex.request = m.clone();
+        ex.response = Some(m);
+        ex.grpc = Some(Grpc {
+            service: "pkg.Service".into(),
+            method: "Method".into(),
+            req_messages: 2,
+            resp_messages: 3,
+            compressed: true,
+            kind: GrpcKind::BidiStreaming,
+            status: Some(14),
+            message: Some("down".into()),
+        });
+        ex.reset_code = Some(8);
+        ex.flags = Flags::GAP | Flags::RESET | Flags::INVALID;
+        ex
+    }
+
+    #[test]
+    fn recycled_exchange_is_empty_and_keeps_buffers() {
+        std::thread::spawn(|| {
+            let expected = Exchange {
+                proto: Proto::Http1,
+                side: Side::Client,
+                stream_id: None,
+                method: String::new(),
+                path: String::new(),
+                authority: None,
+                version: "HTTP/1.1",
+                status: None,
+                reason: None,
+                interim: Vec::new(),
+                request: Message::default(),
+                response: None,
+                grpc: None,
+                reset_code: None,
+                flags: Flags::NONE,
+            };
+            full().recycle();
+            let ex = Exchange::new(Proto::Http1, Side::Client);
+            assert_eq!(ex, expected);
+            assert!(ex.path.capacity() >= "/pkg.Service/Method".len());
+            assert!(ex.request.body_preview.capacity() >= b"preview".len());
+            // The response and the optional strings went to their own lists.
+            let m = Message::new();
+            assert_eq!(m, Message::default());
+            assert!(m.body_preview.capacity() >= b"preview".len());
+            let a = string_from(b"h\xffst");
+            assert_eq!(a, "h\u{fffd}st");
+            assert!(a.capacity() >= "Unavailable".len().max("example.com".len()));
+            let _ = string_from(b"");
+            // One record gave one of each, all taken back.
+            let held = POOL.with_borrow(|p| (p.exchanges.len(), p.messages.len(), p.strings.len()));
+            assert_eq!(held, (0, 0, 0));
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn free_lists_are_bounded() {
+        std::thread::spawn(|| {
+            let records: Vec<_> = (0..POOL_RECORDS + 10).map(|_| full()).collect();
+            records.into_iter().for_each(Exchange::recycle);
+            let held = POOL.with_borrow(|p| (p.exchanges.len(), p.messages.len(), p.strings.len()));
+            assert_eq!(held, (POOL_RECORDS, POOL_RECORDS, 2 * POOL_RECORDS));
+            // A buffer too large to keep is dropped, not pooled.
+            POOL.with_borrow_mut(|p| p.exchanges.clear());
+            let mut ex = full();
+            ex.path = "p".repeat(MAX_KEPT_BYTES + 1);
+            ex.recycle();
+            assert_eq!(Exchange::new(Proto::Http1, Side::Client).path.capacity(), 0);
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn block_copy_keeps_fields_and_falls_back() {
+        let head = b"GET / HTTP/1.1\r\nHost: a\r\nX-Empty:\r\nAccept: */*\r\n\r\n";
+        let block = &head[16..head.len() - 4];
+        let elsewhere = b"Outside: yes".to_vec();
+        let mut h = Headers::new();
+        h.push(b"first", b"1");
+        h.extend_from_block(
+            block,
+            [
+                (&block[0..4], &block[6..7], 0),
+                (&block[9..16], &block[17..17], 0),
+                (&elsewhere[..7], &elsewhere[9..], FIELD_TRUNCATED),
+                (&block[19..25], &block[27..30], 0),
+            ],
+        );
+        let all: Vec<_> = h.iter().collect();
+        assert_eq!(
+            all,
+            [
+                (&b"first"[..], &b"1"[..], 0),
+                (b"Host", b"a", 0),
+                (b"X-Empty", b"", 0),
+                (b"Outside", b"yes", FIELD_TRUNCATED),
+                (b"Accept", b"*/*", 0),
+            ]
+        );
+        assert_eq!(h.byte_len(), 6 + block.len() + 10);
     }
 
     #[test]

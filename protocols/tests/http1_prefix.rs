@@ -6,6 +6,7 @@ mod http1_support;
 use http1_support::*;
 use protocols::conn::{Config, Connection};
 use protocols::http1::head::{self, HeadOutcome};
+use protocols::record::Headers;
 
 const REQUESTS: &[&[u8]] = &[
     b"GET / HTTP/1.1\r\n\r\n",
@@ -46,7 +47,7 @@ fn head_parsers_need_more_on_every_prefix() {
         for cut in 0..n {
             assert!(
                 matches!(
-                    head::parse_request(&msg[..cut], 1 << 16),
+                    head::parse_request(&msg[..cut], 1 << 16, &mut Headers::new()),
                     HeadOutcome::NeedMore
                 ),
                 "{:?} cut at {cut}",
@@ -54,7 +55,7 @@ fn head_parsers_need_more_on_every_prefix() {
             );
         }
         assert!(
-            matches!(head::parse_request(&msg[..n], 1 << 16), HeadOutcome::Done { len, .. } if len == n)
+            matches!(head::parse_request(&msg[..n], 1 << 16, &mut Headers::new()), HeadOutcome::Done { len, .. } if len == n)
         );
     }
     for msg in RESPONSES {
@@ -62,7 +63,7 @@ fn head_parsers_need_more_on_every_prefix() {
         for cut in 0..n {
             assert!(
                 matches!(
-                    head::parse_response(&msg[..cut], 1 << 16),
+                    head::parse_response(&msg[..cut], 1 << 16, &mut Headers::new()),
                     HeadOutcome::NeedMore
                 ),
                 "{:?} cut at {cut}",
@@ -70,7 +71,7 @@ fn head_parsers_need_more_on_every_prefix() {
             );
         }
         assert!(
-            matches!(head::parse_response(&msg[..n], 1 << 16), HeadOutcome::Done { len, .. } if len == n)
+            matches!(head::parse_response(&msg[..n], 1 << 16, &mut Headers::new()), HeadOutcome::Done { len, .. } if len == n)
         );
     }
 }

@@ -40,20 +40,20 @@ pub enum Chunk {
 pub enum Step {
     /// Used `consumed` bytes; the body goes on.
     More { consumed: usize },
-    /// The body ended after `consumed` bytes; trailers if there were any.
-    Done {
-        consumed: usize,
-        trailers: Option<Headers>,
-    },
+    /// The body ended after `consumed` bytes (trailers, if any, are in
+    /// the sink).
+    Done { consumed: usize },
     /// Framing is broken after `consumed` good bytes (bad chunk size or
     /// missing CRLF, trailers that don't parse).
     Invalid { consumed: usize },
 }
 
-/// Where the body's data bytes go: their count and a preview of the first ones.
+/// Where the body's data bytes go: their count and a preview of the first
+/// ones; and the trailer fields of a chunked body.
 pub struct Sink<'a> {
     pub body_len: &'a mut u64,
     pub preview: &'a mut Vec<u8>,
+    pub trailers: &'a mut Headers,
     pub preview_cap: usize,
     /// False after a gap: later bytes would not be a prefix of the body.
     pub preview_open: bool,
@@ -90,10 +90,7 @@ impl Body {
                 sink.data(&buf[..n]);
                 *left -= n as u64;
                 if *left == 0 {
-                    Step::Done {
-                        consumed: n,
-                        trailers: None,
-                    }
+                    Step::Done { consumed: n }
                 } else {
                     Step::More { consumed: n }
                 }
@@ -185,25 +182,16 @@ fn feed_chunked(
                 // Empty trailer section: just the final CRLF.
                 match rest {
                     [b'\r', b'\n', ..] => {
-                        return Step::Done {
-                            consumed: at + 2,
-                            trailers: None,
-                        };
+                        return Step::Done { consumed: at + 2 };
                     }
                     [b'\n', ..] => {
-                        return Step::Done {
-                            consumed: at + 1,
-                            trailers: None,
-                        };
+                        return Step::Done { consumed: at + 1 };
                     }
                     [] | [b'\r'] if !eof => return Step::More { consumed: at },
                     _ => {}
                 }
-                return match head::parse_trailers(rest, max_head) {
-                    HeadOutcome::Done { head, len } => Step::Done {
-                        consumed: at + len,
-                        trailers: Some(head),
-                    },
+                return match head::parse_trailers(rest, max_head, sink.trailers) {
+                    HeadOutcome::Done { len, .. } => Step::Done { consumed: at + len },
                     HeadOutcome::NeedMore if !eof => Step::More { consumed: at },
                     HeadOutcome::NeedMore | HeadOutcome::Invalid(_) => {
                         Step::Invalid { consumed: at }
@@ -280,17 +268,19 @@ fn chunk_size_line(buf: &[u8]) -> Line {
 mod tests {
     use super::*;
 
-    fn run(body: &mut Body, buf: &[u8]) -> (Step, u64, Vec<u8>) {
+    fn run(body: &mut Body, buf: &[u8]) -> (Step, u64, Vec<u8>, Headers) {
         let mut len = 0;
         let mut preview = Vec::new();
+        let mut trailers = Headers::new();
         let mut sink = Sink {
             body_len: &mut len,
             preview: &mut preview,
+            trailers: &mut trailers,
             preview_cap: 8,
             preview_open: true,
         };
         let step = body.feed(buf, &mut sink, 1024, false);
-        (step, len, preview)
+        (step, len, preview, trailers)
     }
 
     #[test]
@@ -319,21 +309,17 @@ mod tests {
         ];
         for (name, wire, body_len, trailers, consumed) in cases {
             let mut b = Body::Chunked(Chunk::Size);
-            let (step, len, _) = run(&mut b, wire);
-            let Step::Done {
-                consumed: c,
-                trailers: t,
-            } = step
-            else {
+            let (step, len, _, t) = run(&mut b, wire);
+            let Step::Done { consumed: c } = step else {
                 panic!("{name}: {step:?}");
             };
             assert_eq!(c, *consumed, "{name}");
             assert_eq!(len, *body_len, "{name}");
-            assert_eq!(t.map_or(0, |t| t.len()), *trailers, "{name}");
+            assert_eq!(t.len(), *trailers, "{name}");
             // Every prefix needs more, never fails.
             for cut in 0..*consumed {
                 let mut b = Body::Chunked(Chunk::Size);
-                let (step, _, _) = run(&mut b, &wire[..cut]);
+                let (step, _, _, _) = run(&mut b, &wire[..cut]);
                 assert!(
                     matches!(step, Step::More { .. }),
                     "{name} cut {cut}: {step:?}"
@@ -354,7 +340,7 @@ mod tests {
         ];
         for (name, wire, consumed) in cases {
             let mut b = Body::Chunked(Chunk::Size);
-            let (step, _, _) = run(&mut b, wire);
+            let (step, _, _, _) = run(&mut b, wire);
             assert!(
                 matches!(step, Step::Invalid { consumed: c } if c == *consumed),
                 "{name}: {step:?}"
@@ -374,6 +360,7 @@ mod tests {
             let mut sink = Sink {
                 body_len: &mut len,
                 preview: &mut preview,
+                trailers: &mut Headers::new(),
                 preview_cap: 8,
                 preview_open: true,
             };

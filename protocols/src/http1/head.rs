@@ -3,6 +3,8 @@
 //! boundary search used to resynchronise (§2.2: a recipient can only find a
 //! message start by looking for a start line).
 
+use std::mem::MaybeUninit;
+
 use crate::record::{FIELD_TRUNCATED, Headers};
 
 /// Header slots tried first, on the stack. Browsers and API clients send
@@ -106,25 +108,25 @@ pub struct Framing {
     pub expect_continue: bool,
 }
 
-/// A parsed request head.
+/// A parsed request head. Its strings borrow from the parsed bytes; the
+/// header fields were copied into the caller's [`Headers`].
 #[derive(Debug)]
-pub struct RequestHead {
-    pub method: String,
-    pub target: String,
+pub struct RequestHead<'a> {
+    pub method: &'a str,
+    pub target: &'a str,
     /// Minor version: 0 or 1.
     pub minor: u8,
-    pub host: Option<String>,
-    pub headers: Headers,
+    /// The first `Host` value.
+    pub host: Option<&'a [u8]>,
     pub framing: Framing,
 }
 
-/// A parsed response head.
+/// A parsed response head; see [`RequestHead`].
 #[derive(Debug)]
-pub struct ResponseHead {
+pub struct ResponseHead<'a> {
     pub code: u16,
-    pub reason: String,
+    pub reason: &'a str,
     pub minor: u8,
-    pub headers: Headers,
     pub framing: Framing,
 }
 
@@ -144,19 +146,28 @@ fn response_config() -> httparse::ParserConfig {
 }
 
 /// Parses a request head at the start of `buf`. `max_head` caps its size:
-/// a longer head is [`HeadError::Overflow`].
-pub fn parse_request(buf: &[u8], max_head: usize) -> HeadOutcome<RequestHead> {
+/// a longer head is [`HeadError::Overflow`]. The header fields of a whole
+/// head replace what `headers` held (its buffers are reused).
+pub fn parse_request<'a>(
+    buf: &'a [u8],
+    max_head: usize,
+    headers: &mut Headers,
+) -> HeadOutcome<RequestHead<'a>> {
     let config = request_config();
-    let mut slots = [httparse::EMPTY_HEADER; FAST_HEADERS];
-    let mut req = httparse::Request::new(&mut slots);
-    match config.parse_request(&mut req, buf) {
-        Ok(httparse::Status::Complete(len)) => finish_request(&req, len, max_head),
+    // Left uninitialised: filling 32 slots costs as much as parsing a
+    // small head's start line.
+    let mut slots = [const { MaybeUninit::uninit() }; FAST_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    match config.parse_request_with_uninit_headers(&mut req, buf, &mut slots) {
+        Ok(httparse::Status::Complete(len)) => finish_request(&req, buf, len, max_head, headers),
         Ok(httparse::Status::Partial) => partial(buf, max_head),
         Err(httparse::Error::TooManyHeaders) => {
             let mut slots = vec![httparse::EMPTY_HEADER; MAX_HEADERS];
             let mut req = httparse::Request::new(&mut slots);
             match config.parse_request(&mut req, buf) {
-                Ok(httparse::Status::Complete(len)) => finish_request(&req, len, max_head),
+                Ok(httparse::Status::Complete(len)) => {
+                    finish_request(&req, buf, len, max_head, headers)
+                }
                 Ok(httparse::Status::Partial) => partial(buf, max_head),
                 Err(httparse::Error::TooManyHeaders) => HeadOutcome::Invalid(HeadError::Overflow),
                 Err(_) => HeadOutcome::Invalid(HeadError::Syntax),
@@ -166,19 +177,25 @@ pub fn parse_request(buf: &[u8], max_head: usize) -> HeadOutcome<RequestHead> {
     }
 }
 
-/// Parses a response head at the start of `buf`.
-pub fn parse_response(buf: &[u8], max_head: usize) -> HeadOutcome<ResponseHead> {
+/// Parses a response head at the start of `buf`; see [`parse_request`].
+pub fn parse_response<'a>(
+    buf: &'a [u8],
+    max_head: usize,
+    headers: &mut Headers,
+) -> HeadOutcome<ResponseHead<'a>> {
     let config = response_config();
-    let mut slots = [httparse::EMPTY_HEADER; FAST_HEADERS];
-    let mut resp = httparse::Response::new(&mut slots);
-    match config.parse_response(&mut resp, buf) {
-        Ok(httparse::Status::Complete(len)) => finish_response(&resp, len, max_head),
+    let mut slots = [const { MaybeUninit::uninit() }; FAST_HEADERS];
+    let mut resp = httparse::Response::new(&mut []);
+    match config.parse_response_with_uninit_headers(&mut resp, buf, &mut slots) {
+        Ok(httparse::Status::Complete(len)) => finish_response(&resp, buf, len, max_head, headers),
         Ok(httparse::Status::Partial) => partial(buf, max_head),
         Err(httparse::Error::TooManyHeaders) => {
             let mut slots = vec![httparse::EMPTY_HEADER; MAX_HEADERS];
             let mut resp = httparse::Response::new(&mut slots);
             match config.parse_response(&mut resp, buf) {
-                Ok(httparse::Status::Complete(len)) => finish_response(&resp, len, max_head),
+                Ok(httparse::Status::Complete(len)) => {
+                    finish_response(&resp, buf, len, max_head, headers)
+                }
                 Ok(httparse::Status::Partial) => partial(buf, max_head),
                 Err(httparse::Error::TooManyHeaders) => HeadOutcome::Invalid(HeadError::Overflow),
                 Err(_) => HeadOutcome::Invalid(HeadError::Syntax),
@@ -189,22 +206,23 @@ pub fn parse_response(buf: &[u8], max_head: usize) -> HeadOutcome<ResponseHead> 
 }
 
 /// Parses a trailer section (RFC 9112 §7.1.2) at the start of `buf`: header
-/// fields up to and including the empty line.
-pub fn parse_trailers(buf: &[u8], max_head: usize) -> HeadOutcome<Headers> {
+/// fields up to and including the empty line, copied into `headers` (what
+/// it held is replaced) when the section is whole.
+pub fn parse_trailers(buf: &[u8], max_head: usize, headers: &mut Headers) -> HeadOutcome<()> {
     let mut slots = [httparse::EMPTY_HEADER; FAST_HEADERS];
     match httparse::parse_headers(buf, &mut slots) {
-        Ok(httparse::Status::Complete((len, fields))) => HeadOutcome::Done {
-            head: copy_headers(fields, max_head).0,
-            len,
-        },
+        Ok(httparse::Status::Complete((len, fields))) => {
+            copy_headers(fields, buf, max_head, headers);
+            HeadOutcome::Done { head: (), len }
+        }
         Ok(httparse::Status::Partial) => partial(buf, max_head),
         Err(httparse::Error::TooManyHeaders) => {
             let mut slots = vec![httparse::EMPTY_HEADER; MAX_HEADERS];
             match httparse::parse_headers(buf, &mut slots) {
-                Ok(httparse::Status::Complete((len, fields))) => HeadOutcome::Done {
-                    head: copy_headers(fields, max_head).0,
-                    len,
-                },
+                Ok(httparse::Status::Complete((len, fields))) => {
+                    copy_headers(fields, buf, max_head, headers);
+                    HeadOutcome::Done { head: (), len }
+                }
                 Ok(httparse::Status::Partial) => partial(buf, max_head),
                 Err(httparse::Error::TooManyHeaders) => HeadOutcome::Invalid(HeadError::Overflow),
                 Err(_) => HeadOutcome::Invalid(HeadError::Syntax),
@@ -216,7 +234,7 @@ pub fn parse_trailers(buf: &[u8], max_head: usize) -> HeadOutcome<Headers> {
 
 /// Method and target of a request head cut short, if its request line got
 /// that far.
-pub fn partial_request_line(buf: &[u8]) -> Option<(String, String)> {
+pub fn partial_request_line(buf: &[u8]) -> Option<(&str, &str)> {
     let mut slots = [httparse::EMPTY_HEADER; FAST_HEADERS];
     let mut req = httparse::Request::new(&mut slots);
     match request_config().parse_request(&mut req, buf) {
@@ -224,16 +242,16 @@ pub fn partial_request_line(buf: &[u8]) -> Option<(String, String)> {
         Err(_) if req.version.is_none() => return None,
         Err(_) => {}
     }
-    Some((req.method?.to_owned(), req.path?.to_owned()))
+    Some((req.method?, req.path?))
 }
 
 /// Status code and reason of a response head cut short, if its status line
 /// got that far.
-pub fn partial_status_line(buf: &[u8]) -> Option<(u16, String)> {
+pub fn partial_status_line(buf: &[u8]) -> Option<(u16, &str)> {
     let mut slots = [httparse::EMPTY_HEADER; FAST_HEADERS];
     let mut resp = httparse::Response::new(&mut slots);
     let _ = response_config().parse_response(&mut resp, buf);
-    Some((resp.code?, resp.reason?.to_owned()))
+    Some((resp.code?, resp.reason?))
 }
 
 fn partial<T>(buf: &[u8], max_head: usize) -> HeadOutcome<T> {
@@ -244,58 +262,83 @@ fn partial<T>(buf: &[u8], max_head: usize) -> HeadOutcome<T> {
     }
 }
 
-fn finish_request(
-    req: &httparse::Request<'_, '_>,
+fn finish_request<'a>(
+    req: &httparse::Request<'_, 'a>,
+    buf: &[u8],
     len: usize,
     max_head: usize,
-) -> HeadOutcome<RequestHead> {
+    headers: &mut Headers,
+) -> HeadOutcome<RequestHead<'a>> {
     if len > max_head {
         return HeadOutcome::Invalid(HeadError::Overflow);
     }
-    let (headers, framing, host) = copy_headers(req.headers, max_head);
+    let (framing, host) = copy_headers(req.headers, buf, max_head, headers);
     HeadOutcome::Done {
         head: RequestHead {
-            method: req.method.unwrap_or_default().to_owned(),
-            target: req.path.unwrap_or_default().to_owned(),
+            method: req.method.unwrap_or_default(),
+            target: req.path.unwrap_or_default(),
             minor: req.version.unwrap_or(1),
             host,
-            headers,
             framing,
         },
         len,
     }
 }
 
-fn finish_response(
-    resp: &httparse::Response<'_, '_>,
+fn finish_response<'a>(
+    resp: &httparse::Response<'_, 'a>,
+    buf: &[u8],
     len: usize,
     max_head: usize,
-) -> HeadOutcome<ResponseHead> {
+    headers: &mut Headers,
+) -> HeadOutcome<ResponseHead<'a>> {
     if len > max_head {
         return HeadOutcome::Invalid(HeadError::Overflow);
     }
-    let (headers, framing, _) = copy_headers(resp.headers, max_head);
+    let (framing, _) = copy_headers(resp.headers, buf, max_head, headers);
     HeadOutcome::Done {
         head: ResponseHead {
             code: resp.code.unwrap_or_default(),
-            reason: resp.reason.unwrap_or_default().to_owned(),
+            reason: resp.reason.unwrap_or_default(),
             minor: resp.version.unwrap_or(1),
-            headers,
             framing,
         },
         len,
     }
 }
 
-/// Copies the fields into one [`Headers`] buffer and reads the framing
-/// fields on the way. Values longer than `max_value` are cut and flagged
-/// (they can't be: the whole head is below the cap; kept for safety).
-fn copy_headers(
-    fields: &[httparse::Header<'_>],
+/// Copies the fields, parsed from `buf`, into `headers` (emptied first; the
+/// header section in one copy) and reads the framing fields. Values longer
+/// than `max_value` are cut and flagged (they can't be: the whole head is
+/// below the cap; kept for safety). Also returns the first `Host` value.
+fn copy_headers<'a>(
+    fields: &[httparse::Header<'a>],
+    buf: &[u8],
     max_value: usize,
-) -> (Headers, Framing, Option<String>) {
-    let bytes: usize = fields.iter().map(|h| h.name.len() + h.value.len()).sum();
-    let mut headers = Headers::with_capacity(fields.len(), bytes);
+    headers: &mut Headers,
+) -> (Framing, Option<&'a [u8]>) {
+    // From the first name to the last value: the fields all lie in it.
+    let block = match (fields.first(), fields.last()) {
+        (Some(first), Some(last)) => {
+            let base = buf.as_ptr() as usize;
+            let start = (first.name.as_ptr() as usize).wrapping_sub(base);
+            let end = (last.value.as_ptr() as usize).wrapping_sub(base) + last.value.len();
+            buf.get(start..end).unwrap_or_default()
+        }
+        _ => &[],
+    };
+    headers.clear();
+    headers.reserve(fields.len(), block.len());
+    headers.extend_from_block(
+        block,
+        fields.iter().map(|h| {
+            if h.value.len() > max_value {
+                (h.name.as_bytes(), &h.value[..max_value], FIELD_TRUNCATED)
+            } else {
+                (h.name.as_bytes(), h.value, 0)
+            }
+        }),
+    );
     let mut length: Option<u64> = None;
     let mut bad_length = false;
     let mut te: Option<bool> = None; // Some(chunked is last)
@@ -304,18 +347,10 @@ fn copy_headers(
     let mut host = None;
     for h in fields {
         let name = h.name.as_bytes();
-        if h.value.len() > max_value {
-            headers.push_flagged(name, &h.value[..max_value], FIELD_TRUNCATED);
-        } else {
-            headers.push(name, h.value);
-        }
         match name.len() {
             4 if name.eq_ignore_ascii_case(b"host") => {
                 if host.is_none() {
-                    host = Some(match std::str::from_utf8(h.value) {
-                        Ok(v) => v.to_owned(),
-                        Err(_) => String::from_utf8_lossy(h.value).into_owned(),
-                    });
+                    host = Some(h.value);
                 }
             }
             6 if name.eq_ignore_ascii_case(b"expect") => {
@@ -356,7 +391,7 @@ fn copy_headers(
         upgrade,
         expect_continue,
     };
-    (headers, framing, host)
+    (framing, host)
 }
 
 fn upgrade_to(value: &[u8]) -> UpgradeTo {
@@ -684,7 +719,10 @@ mod tests {
         ];
         for (name, lines, declared, te_and_cl) in cases {
             let raw = format!("POST / HTTP/1.1\r\n{lines}\r\n");
-            let HeadOutcome::Done { head, len } = parse_request(raw.as_bytes(), 1 << 16) else {
+            let mut headers = Headers::new();
+            let HeadOutcome::Done { head, len } =
+                parse_request(raw.as_bytes(), 1 << 16, &mut headers)
+            else {
                 panic!("{name}: not parsed");
             };
             assert_eq!(len, raw.len(), "{name}");
@@ -702,14 +740,20 @@ mod tests {
             raw.push_str(&format!("X-{i}: v{i}\r\n"));
         }
         raw.push_str("\r\n");
-        let HeadOutcome::Done { head, .. } = parse_request(raw.as_bytes(), 1 << 16) else {
+        // Parsed into a list that held another head: nothing of it stays.
+        let mut headers = Headers::new();
+        headers.push(b"Old", b"value");
+        let HeadOutcome::Done { head, .. } = parse_request(raw.as_bytes(), 1 << 16, &mut headers)
+        else {
             panic!("not parsed");
         };
         assert_eq!(head.method, "GET");
         assert_eq!(head.target, "/x?y=1");
         assert_eq!(head.minor, 0);
-        assert_eq!(head.host.as_deref(), Some("example.com"));
-        assert_eq!(head.headers.len(), 103);
+        assert_eq!(head.host, Some(&b"example.com"[..]));
+        assert_eq!(headers.len(), 103);
+        assert_eq!(headers.iter().next().unwrap().0, b"Host");
+        assert_eq!(headers.get(b"old"), None);
         assert_eq!(head.framing.upgrade, Some(UpgradeTo::H2c));
         assert!(head.framing.expect_continue);
     }
@@ -722,11 +766,15 @@ mod tests {
         }
         raw.push_str("\r\n");
         assert!(matches!(
-            parse_request(raw.as_bytes(), 1 << 20),
+            parse_request(raw.as_bytes(), 1 << 20, &mut Headers::new()),
             HeadOutcome::Invalid(HeadError::Overflow)
         ));
         assert!(matches!(
-            parse_request(b"GET / HTTP/1.1\r\nA: bbbbbbbbbbbbbbbbbbbbbbb", 16),
+            parse_request(
+                b"GET / HTTP/1.1\r\nA: bbbbbbbbbbbbbbbbbbbbbbb",
+                16,
+                &mut Headers::new()
+            ),
             HeadOutcome::Invalid(HeadError::Overflow)
         ));
     }

@@ -29,7 +29,7 @@ use body::{Body, Chunk, GapFit, Sink, Step};
 use head::{Declared, HeadError, HeadOutcome, UpgradeTo, Want};
 use stitch::{MethodKind, Pick, Resp, Stitcher};
 
-use crate::record::{Direction, Exchange, Flags, Message, Proto, Side};
+use crate::record::{Direction, Exchange, Flags, Headers, Message, Proto, Side, string_from};
 use crate::stream::{DataStream, Gap, Head};
 
 /// Limits the HTTP/1 parser works with (taken from [`crate::conn::Config`]).
@@ -142,6 +142,9 @@ pub struct Http1 {
     /// The gap that follows the bytes of the current step, if any (set per
     /// step): flags for a message it cuts short.
     gap_next: Option<Gap>,
+    /// Header fields of the head being parsed; swapped into the record
+    /// (whose empty list comes back here), so no head allocates.
+    fields: Headers,
     stats: Http1Stats,
 }
 
@@ -168,6 +171,7 @@ impl Http1 {
             stitch,
             switch: None,
             gap_next: None,
+            fields: Headers::new(),
             stats: Http1Stats::default(),
         }
     }
@@ -178,9 +182,11 @@ impl Http1 {
         s
     }
 
-    /// Frees the exchange queue's capacity when nothing is queued.
+    /// Frees the exchange queue's capacity when nothing is queued, and the
+    /// header list kept for the next head.
     pub fn release_if_idle(&mut self) {
         self.stitch.release_if_empty();
+        self.fields = Headers::new();
     }
 
     /// The direction carrying requests, once known.
@@ -337,11 +343,12 @@ impl Http1 {
             None => return self.damaged_tail(d, head),
             Some(true) => (
                 true,
-                head::parse_response(head.bytes, self.limits.max_head).map(|_| ()),
+                head::parse_response(head.bytes, self.limits.max_head, &mut self.fields)
+                    .map(|_| ()),
             ),
             Some(false) => (
                 false,
-                head::parse_request(head.bytes, self.limits.max_head).map(|_| ()),
+                head::parse_request(head.bytes, self.limits.max_head, &mut self.fields).map(|_| ()),
             ),
         };
         match outcome {
@@ -434,7 +441,7 @@ impl Http1 {
         out: &mut Vec<Exchange>,
     ) -> Progress {
         let d = dir.index();
-        let parsed = head::parse_request(head.bytes, self.limits.max_head);
+        let parsed = head::parse_request(head.bytes, self.limits.max_head, &mut self.fields);
         let (h, len) = match parsed {
             HeadOutcome::NeedMore if !eof => return Progress::STUCK,
             HeadOutcome::NeedMore => {
@@ -444,8 +451,8 @@ impl Http1 {
                     let mut ex = Exchange::new(Proto::Http1, self.side());
                     ex.flags = self.take_flags(d) | Flags::INCOMPLETE;
                     ex.flags |= self.gap_flags();
-                    ex.method = method;
-                    ex.path = target;
+                    ex.method.push_str(method);
+                    ex.path.push_str(target);
                     ex.request.first_ns = head.ts_at(0);
                     ex.request.last_ns = head.ts_at(head.bytes.len() - 1);
                     ex.request.wire_len = head.bytes.len() as u64;
@@ -486,7 +493,7 @@ impl Http1 {
         let last_ns = head.ts_at(len - 1);
         let mut flags = self.take_flags(d);
         self.dirs[d].fresh = false;
-        let method = match h.method.as_str() {
+        let method = match h.method {
             "HEAD" => MethodKind::Head,
             "CONNECT" => MethodKind::Connect,
             _ => MethodKind::Other,
@@ -528,17 +535,17 @@ impl Http1 {
         if let Some(e) = self.stitch.last_mut() {
             let ex = &mut e.ex;
             ex.flags = flags;
-            ex.method = h.method;
-            ex.path = h.target;
-            ex.authority = h.host;
+            // A new record is empty: strings and lists are appended to in
+            // the buffers a recycled one brings.
+            ex.method.push_str(h.method);
+            ex.path.push_str(h.target);
+            ex.authority = h.host.map(string_from);
             ex.version = version(h.minor);
-            ex.request.headers = h.headers;
+            std::mem::swap(&mut ex.request.headers, &mut self.fields);
             ex.request.first_ns = first_ns;
             ex.request.last_ns = last_ns;
             ex.request.wire_len = len as u64;
-            if preview > 0 {
-                ex.request.body_preview = Vec::with_capacity(preview);
-            }
+            ex.request.body_preview.reserve_exact(preview);
         }
         let dirst = &mut self.dirs[d];
         dirst.cur = Some(seq);
@@ -564,7 +571,7 @@ impl Http1 {
         out: &mut Vec<Exchange>,
     ) -> Progress {
         let d = dir.index();
-        let parsed = head::parse_response(head.bytes, self.limits.max_head);
+        let parsed = head::parse_response(head.bytes, self.limits.max_head, &mut self.fields);
         let first_ns = head.ts_at(0);
         let (h, len) = match parsed {
             HeadOutcome::NeedMore if !eof => return Progress::STUCK,
@@ -585,13 +592,12 @@ impl Http1 {
                     if let Some(e) = self.stitch.get_mut(seq) {
                         e.ex.flags |= flags;
                         e.ex.status = Some(code);
-                        e.ex.reason = Some(reason);
-                        e.ex.response = Some(Message {
-                            first_ns,
-                            last_ns: head.ts_at(head.bytes.len() - 1),
-                            wire_len: head.bytes.len() as u64,
-                            ..Message::default()
-                        });
+                        e.ex.reason = Some(string_from(reason.as_bytes()));
+                        let mut msg = Message::new();
+                        msg.first_ns = first_ns;
+                        msg.last_ns = head.ts_at(head.bytes.len() - 1);
+                        msg.wire_len = head.bytes.len() as u64;
+                        e.ex.response = Some(msg);
                     }
                     self.dirs[d].fresh = false;
                     self.dirs[d].cur = Some(seq);
@@ -651,9 +657,10 @@ impl Http1 {
             return Progress::used(len);
         };
         e.ex.flags |= flags;
-        let msg = e.ex.response.get_or_insert_with(|| Message {
-            first_ns,
-            ..Message::default()
+        let msg = e.ex.response.get_or_insert_with(|| {
+            let mut m = Message::new();
+            m.first_ns = first_ns;
+            m
         });
         msg.wire_len += len as u64;
         msg.last_ns = last_ns;
@@ -663,9 +670,11 @@ impl Http1 {
             e.ex.interim.push(code);
             return Progress::used(len);
         }
-        msg.headers = h.headers;
+        // The record's empty list becomes the next head's (interim heads'
+        // fields are not kept).
+        std::mem::swap(&mut msg.headers, &mut self.fields);
         e.ex.status = Some(code);
-        e.ex.reason = Some(h.reason);
+        e.ex.reason = Some(string_from(h.reason.as_bytes()));
         let framing = h.framing;
         let method = e.method;
         let wants_switch = e.wants_switch;
@@ -704,7 +713,7 @@ impl Http1 {
         if let Some(Body::Length(n)) = body
             && let Some(msg) = e.ex.response.as_mut()
         {
-            msg.body_preview = Vec::with_capacity(preview_cap.min(n as usize));
+            msg.body_preview.reserve_exact(preview_cap.min(n as usize));
         }
         if abandon_body {
             let r = self.req_index(d);
@@ -794,12 +803,13 @@ impl Http1 {
         let mut scratch = Message::default();
         let msg = match self.dirs[d].cur.and_then(|seq| self.stitch.get_mut(seq)) {
             Some(e) if is_request => &mut e.ex.request,
-            Some(e) => e.ex.response.get_or_insert_with(Message::default),
+            Some(e) => e.ex.response.get_or_insert_with(Message::new),
             None => &mut scratch,
         };
         let mut sink = Sink {
             body_len: &mut msg.body_len,
             preview: &mut msg.body_preview,
+            trailers: &mut msg.trailers,
             preview_cap: self.limits.body_preview,
             preview_open,
         };
@@ -821,10 +831,7 @@ impl Http1 {
                     changed: consumed > 0,
                 }
             }
-            Step::Done { consumed, trailers } => {
-                if let Some(t) = trailers {
-                    msg.trailers = t;
-                }
+            Step::Done { consumed } => {
                 self.finish_message(d, false, out);
                 Progress::used(consumed)
             }
@@ -887,7 +894,7 @@ impl Http1 {
                         let msg = if is_request {
                             &mut e.ex.request
                         } else {
-                            e.ex.response.get_or_insert_with(Message::default)
+                            e.ex.response.get_or_insert_with(Message::new)
                         };
                         (msg, &mut e.ex.flags)
                     }

@@ -278,7 +278,8 @@ impl Stitcher {
                 _ => return,
             }
             if let Some(Slot::Entry(e)) = self.slots.pop_front() {
-                self.emit(e.ex, out);
+                self.count(&e.ex);
+                out.push(e.ex);
             }
         }
     }
@@ -297,7 +298,8 @@ impl Stitcher {
                 if !e.req_done || e.resp != Resp::Done {
                     e.ex.flags |= Flags::INCOMPLETE;
                 }
-                self.emit(e.ex, out);
+                self.count(&e.ex);
+                out.push(e.ex);
             }
         }
         self.resp_gap = false;
@@ -313,12 +315,15 @@ impl Stitcher {
             if let Some(Slot::Entry(mut e)) = self.slots.pop_front() {
                 e.ex.flags |= Flags::INCOMPLETE;
                 self.stats.evicted += 1;
-                self.emit(e.ex, out);
+                self.count(&e.ex);
+                out.push(e.ex);
             }
         }
     }
 
-    fn emit(&mut self, ex: Exchange, out: &mut Vec<Exchange>) {
+    /// Counts an exchange on its way out (moved once, straight into `out`:
+    /// records are large).
+    fn count(&mut self, ex: &Exchange) {
         self.stats.exchanges += 1;
         if ex.flags.contains(Flags::INCOMPLETE) {
             self.stats.incomplete += 1;
@@ -329,6 +334,5 @@ impl Stitcher {
         if ex.flags.contains(Flags::INVALID) {
             self.stats.invalid += 1;
         }
-        out.push(ex);
     }
 }

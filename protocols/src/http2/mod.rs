@@ -57,7 +57,9 @@ pub mod hpack;
 
 use std::collections::VecDeque;
 
-use crate::record::{Direction, Exchange, FIELD_UNKNOWN, Flags, Headers, Message, Proto, Side};
+use crate::record::{
+    Direction, Exchange, FIELD_UNKNOWN, Flags, Headers, Message, Proto, Side, string_from,
+};
 use crate::stream::DataStream;
 use frame::{
     DEFAULT_MAX_FRAME_SIZE, END_HEADERS, END_STREAM, FRAME_HEADER_LEN, FrameHeader, FrameType,
@@ -347,7 +349,14 @@ pub struct Http2Conn {
     client: Option<Direction>,
     flags: Flags,
     counters: Http2Counters,
+    /// Emptied header lists of (recycled) records, taken by the next header
+    /// blocks; at most [`SPARE_LISTS`].
+    spare: Vec<Headers>,
 }
+
+/// Header lists kept for reuse per connection: a call in flight has three
+/// (request, response, trailers).
+const SPARE_LISTS: usize = 4;
 
 impl Http2Conn {
     pub fn new(cfg: &Http2Config, start: Start) -> Self {
@@ -367,6 +376,7 @@ impl Http2Conn {
             dirs: [Dir::new(phase, decoder()), Dir::new(phase, decoder())],
             streams: Vec::new(),
             recently_closed: VecDeque::new(),
+            spare: Vec::new(),
             highest: [0; 2],
             last_ts: [0; 2],
             streams_seen_max: None,
@@ -454,6 +464,12 @@ impl Http2Conn {
     /// (no entry from before we joined or lost bytes can still be referenced).
     pub fn hpack_fully_known(&self, dir: Direction) -> bool {
         self.dirs[dir.index()].decoder.table().fully_known()
+    }
+
+    /// Frees the header lists kept for the next header blocks (call it on
+    /// an idle connection).
+    pub fn release_spare(&mut self) {
+        self.spare = Vec::new();
     }
 
     /// Streams currently open.
@@ -1014,7 +1030,14 @@ impl Http2Conn {
             self.dirs[d].block_out.len(),
             self.dirs[d].block_out.byte_len(),
         );
-        let headers = std::mem::replace(&mut self.dirs[d].block_out, Headers::with_capacity(n, b));
+        let next = match self.spare.pop() {
+            Some(mut h) => {
+                h.reserve(n, b);
+                h
+            }
+            None => Headers::with_capacity(n, b),
+        };
+        let headers = std::mem::replace(&mut self.dirs[d].block_out, next);
         let mut flags = Flags::NONE;
         if ctx.lost {
             flags |= Flags::GAP | Flags::HEADERS_PARTIAL;
@@ -1278,7 +1301,7 @@ impl Http2Conn {
         out.push(self.exchange(s, extra));
     }
 
-    fn exchange(&self, s: Stream, extra: Flags) -> Exchange {
+    fn exchange(&mut self, s: Stream, extra: Flags) -> Exchange {
         // Without evidence of sides, guess that the traced process serves.
         let client = self.client.unwrap_or(Direction::Ingress);
         let mut ex = Exchange::new(Proto::Http2, side_of(client));
@@ -1300,9 +1323,10 @@ impl Http2Conn {
         let rt = Scan::of(resp.trailers.as_ref());
         let qt = Scan::of(req.trailers.as_ref());
         if req.headers.is_some() {
-            ex.method = text(rq.method);
-            ex.path = text(rq.path);
-            ex.authority = rq.authority.or(rq.host).map(|v| text(Some(v)));
+            // Into the (possibly recycled) record's own buffers.
+            push_text(&mut ex.method, rq.method);
+            push_text(&mut ex.path, rq.path);
+            ex.authority = rq.authority.or(rq.host).map(string_from);
         } else if s.upgrade.is_none() {
             ex.flags |= Flags::NO_REQUEST;
         }
@@ -1334,11 +1358,23 @@ impl Http2Conn {
             ex.flags |= Flags::HEADERS_PARTIAL;
         }
         let resp_seen = resp.seen;
-        ex.request = message(req);
+        // The lists a recycled record brings serve the next header blocks.
+        let old = std::mem::replace(&mut ex.request, message(req));
+        self.keep_lists(old);
         if resp_seen {
-            ex.response = Some(message(resp));
+            let old = std::mem::replace(ex.response.insert(Message::new()), message(resp));
+            self.keep_lists(old);
         }
         ex
+    }
+
+    fn keep_lists(&mut self, old: Message) {
+        for mut h in [old.headers, old.trailers] {
+            if self.spare.len() < SPARE_LISTS {
+                h.clear();
+                self.spare.push(h);
+            }
+        }
     }
 }
 
@@ -1397,13 +1433,12 @@ fn message(h: Half) -> Message {
     }
 }
 
-fn text(v: Option<&[u8]>) -> String {
-    match v {
-        None => String::new(),
-        Some(v) => match std::str::from_utf8(v) {
-            Ok(s) => s.to_owned(),
-            Err(_) => String::from_utf8_lossy(v).into_owned(),
-        },
+fn push_text(dst: &mut String, v: Option<&[u8]>) {
+    if let Some(v) = v {
+        match std::str::from_utf8(v) {
+            Ok(s) => dst.push_str(s),
+            Err(_) => dst.push_str(&String::from_utf8_lossy(v)),
+        }
     }
 }
 
