@@ -195,20 +195,26 @@ fn measure(
     let rate = 10_000.0;
     let mut without = Vec::new();
     let mut with = Vec::new();
-    let mut in_kernel = Vec::new();
     let mut lost = 0;
-    let _stats = BpfStats::enable();
     for _ in 0..3 {
         without.push(cost_sample(size, iterations, rate)?);
         let sniff = Sniff::start(bin, &args(&[]))?;
-        let ns0 = bpf_prog_time();
         with.push(cost_sample(size, iterations, rate)?);
-        let ns1 = bpf_prog_time();
         let (_, dropped) = parse_summary(&sniff.stop_summary()?)?;
         lost += dropped;
-        // All program time in the window, charged to the load's captured
-        // syscalls (2 per pair): an upper bound when other processes run
-        // syscalls meanwhile.
+    }
+    // Then once more with the kernel's per-program accounting on (it costs
+    // a little itself, so it stays off for the samples above). All program
+    // time in the window is charged to the load's captured syscalls (2 per
+    // pair): an upper bound when other processes run syscalls meanwhile.
+    let mut in_kernel = Vec::new();
+    {
+        let _stats = BpfStats::enable();
+        let sniff = Sniff::start(bin, &args(&[]))?;
+        let ns0 = bpf_prog_time();
+        cost_sample(size, iterations, rate)?;
+        let ns1 = bpf_prog_time();
+        sniff.stop_summary()?;
         in_kernel.push(ns1.saturating_sub(ns0) as f64 / (2 * iterations) as f64);
     }
     let median = |v: &mut Vec<f64>| {
