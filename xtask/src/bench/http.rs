@@ -252,10 +252,12 @@ fn idle_memory(bin: &Path, port: u16, n: usize) -> anyhow::Result<()> {
     thread::sleep(Duration::from_secs(3));
     let after = sniff.rss_bytes();
     println!(
-        "memory: sniff RSS {:.1} MB with {n} idle tracked connections ({} tracked sockets: both ends), {:.1} MB before",
+        "memory: sniff RSS {:.1} MB with {n} idle tracked connections ({} tracked sockets: both ends), {:.1} MB before; of it heap and stacks (RssAnon) {:.1} MB, mapped BPF maps (ring buffer) and binary (RssFile + RssShmem) {:.1} MB",
         after as f64 / 1e6,
         2 * n,
         before as f64 / 1e6,
+        sniff.status_bytes("RssAnon:") as f64 / 1e6,
+        (sniff.status_bytes("RssFile:") + sniff.status_bytes("RssShmem:")) as f64 / 1e6,
     );
     drop(conns);
     sniff.stop()?;
