@@ -456,9 +456,63 @@ fn return_sites(
         .collect()
 }
 
+/// Section names only Go's linker writes: an ELF file with none of them is
+/// not Go (`.go.buildinfo` since Go 1.13, `.note.go.buildid` and, except
+/// in PIE builds of Go 1.16+, `.gopclntab` since long before).
+const GO_SECTIONS: [&[u8]; 3] = [b".go.buildinfo", b".note.go.buildid", b".gopclntab"];
+
+/// Whether the file at `path` has a section only Go writes, reading only its
+/// ELF header and section headers (a few KiB, not the whole file: every new
+/// executable seen is checked, node's is 90 MB). `None` when that can't be
+/// told cheaply (not a 64-bit little-endian ELF, extended section numbering,
+/// a read error): the full analysis decides.
+pub(crate) fn has_go_sections(path: &Path) -> Option<bool> {
+    use std::os::unix::fs::FileExt as _;
+    let file = std::fs::File::open(path).ok()?;
+    let mut eh = [0u8; 64];
+    file.read_exact_at(&mut eh, 0).ok()?;
+    if &eh[..4] != b"\x7fELF" || eh[4] != 2 || eh[5] != 1 {
+        return None;
+    }
+    let u16_at = |b: &[u8], o: usize| u16::from_le_bytes([b[o], b[o + 1]]) as u64;
+    let u32_at = |b: &[u8], o: usize| u32::from_le_bytes(b[o..o + 4].try_into().unwrap()) as u64;
+    let u64_at = |b: &[u8], o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap());
+    let (shoff, shentsize, shnum, shstrndx) = (
+        u64_at(&eh, 0x28),
+        u16_at(&eh, 0x3a),
+        u16_at(&eh, 0x3c),
+        u16_at(&eh, 0x3e),
+    );
+    if shnum == 0 || shstrndx >= shnum || shentsize < 64 || shnum * shentsize > 1 << 20 {
+        return None;
+    }
+    let mut table = vec![0u8; (shnum * shentsize) as usize];
+    file.read_exact_at(&mut table, shoff).ok()?;
+    let header = |i: u64| &table[(i * shentsize) as usize..][..64];
+    let strtab = header(shstrndx);
+    let (str_off, str_size) = (u64_at(strtab, 0x18), u64_at(strtab, 0x20));
+    if str_size > 1 << 20 {
+        return None;
+    }
+    let mut names = vec![0u8; str_size as usize];
+    file.read_exact_at(&mut names, str_off).ok()?;
+    let go = (0..shnum).any(|i| {
+        let at = u32_at(header(i), 0) as usize;
+        let name = names.get(at..).unwrap_or_default();
+        let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())];
+        GO_SECTIONS.contains(&name)
+    });
+    Some(go)
+}
+
 /// Plan for an executable file (for processes started from it later: a
 /// uprobe on a file applies to every process running it).
 pub fn plan_path(path: &Path) -> Result<Plan, PlanError> {
+    if has_go_sections(path) == Some(false) {
+        return Err(PlanError::NotGo {
+            path: path.to_path_buf(),
+        });
+    }
     let data = std::fs::read(path).map_err(|source| PlanError::Read {
         path: path.to_path_buf(),
         source,
@@ -489,6 +543,9 @@ pub fn plan_pid(pid: u32) -> Result<Plan, PlanError> {
         source,
     };
     let exe = std::fs::read_link(&proc_exe).map_err(read_err)?;
+    if has_go_sections(&proc_exe) == Some(false) {
+        return Err(PlanError::NotGo { path: exe });
+    }
     let data = std::fs::read(&proc_exe).map_err(read_err)?;
     let running = std::fs::metadata(&proc_exe).map_err(read_err)?;
     let in_root =

@@ -988,3 +988,25 @@ fn go_without_build_info_is_go_of_unknown_version() {
         "{e}"
     );
 }
+
+#[test]
+fn go_sections_tell_go_from_other_executables_cheaply() {
+    // Every variant of a Go program (stripped and PIE too) has them.
+    for p in [Program::NetHttp, Program::Grpc] {
+        for v in variants(p) {
+            let Some(path) = testbins::binary(p, v) else {
+                return;
+            };
+            assert_eq!(plan::has_go_sections(&path), Some(true), "{p:?} {v:?}");
+        }
+    }
+    // A C program and this test binary (Rust) don't.
+    for exe in ["/bin/ls", "/usr/bin/curl"] {
+        assert_eq!(plan::has_go_sections(exe.as_ref()), Some(false), "{exe}");
+    }
+    let me = std::env::current_exe().unwrap();
+    assert_eq!(plan::has_go_sections(&me), Some(false));
+    // Not ELF: the full analysis decides.
+    assert_eq!(plan::has_go_sections("/etc/hostname".as_ref()), None);
+    assert!(plan::plan_path("/bin/ls".as_ref()).unwrap_err().is_not_go());
+}
