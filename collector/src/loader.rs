@@ -11,7 +11,7 @@ use aya::{
     Ebpf, EbpfLoader,
     maps::{HashMap as BpfHashMap, MapData, MapError, PerCpuArray, RingBuf},
     programs::{
-        ProgramError, TracePoint, UProbe,
+        Program, ProgramError, TracePoint, UProbe,
         uprobe::{UProbeAttachPoint, UProbeLinkId, UProbeScope},
     },
 };
@@ -302,38 +302,7 @@ impl Probes {
 
         let mut attached = 0;
         for &(name, category, tracepoint) in PROGRAMS {
-            let program: &mut TracePoint = ebpf
-                .program_mut(name)
-                .ok_or(LoadError::MissingProgram { name })?
-                .try_into()
-                .map_err(|e: ProgramError| LoadError::Program {
-                    name,
-                    detail: e.to_string(),
-                })?;
-            let t0 = std::time::Instant::now();
-            let r = program.load();
-            if std::env::var_os("SNIFF_DEBUG_LOAD").is_some() {
-                let insns = program
-                    .info()
-                    .ok()
-                    .and_then(|i| i.verified_instruction_count());
-                eprintln!(
-                    "loaded {name} in {:?} ({insns:?} insns verified)",
-                    t0.elapsed()
-                );
-            }
-            r.map_err(|e| LoadError::Program {
-                name,
-                detail: verifier_summary(&e),
-            })?;
-            program
-                .attach(category, tracepoint)
-                .map_err(|e| LoadError::Attach {
-                    name,
-                    category,
-                    tracepoint,
-                    source: Box::new(e),
-                })?;
+            load_tracepoint(&mut ebpf, name, category, tracepoint)?;
             attached += 1;
         }
 
@@ -414,13 +383,7 @@ impl Probes {
             return Err(LoadError::NoGoPrograms);
         }
         let ebpf = self.ebpf.as_mut().ok_or(LoadError::NoGoPrograms)?;
-        ebpf.program_mut(name)
-            .ok_or(LoadError::MissingProgram { name })?
-            .try_into()
-            .map_err(|e: ProgramError| LoadError::Program {
-                name,
-                detail: e.to_string(),
-            })
+        program(ebpf, name)
     }
 
     /// Detaches and unloads every program. The ring buffer stays readable so
@@ -493,29 +456,50 @@ impl Probes {
 /// attaches the exec tracepoint that reports programs started later.
 fn load_go(ebpf: &mut Ebpf) -> Result<(), LoadError> {
     for &name in GO_PROGRAMS {
-        let program: &mut UProbe = ebpf
-            .program_mut(name)
-            .ok_or(LoadError::MissingProgram { name })?
-            .try_into()
-            .map_err(|e: ProgramError| LoadError::Program {
-                name,
-                detail: e.to_string(),
-            })?;
+        let program: &mut UProbe = program(ebpf, name)?;
         program.load().map_err(|e| LoadError::Program {
             name,
             detail: verifier_summary(&e),
         })?;
     }
-    let (name, category, tracepoint) = ("go_exec", "sched", "sched_process_exec");
-    let program: &mut TracePoint = ebpf
-        .program_mut(name)
+    load_tracepoint(ebpf, "go_exec", "sched", "sched_process_exec")
+}
+
+/// Our program `name`, as the program type `T` it must be.
+fn program<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, LoadError>
+where
+    &'a mut T: TryFrom<&'a mut Program, Error = ProgramError>,
+{
+    ebpf.program_mut(name)
         .ok_or(LoadError::MissingProgram { name })?
         .try_into()
         .map_err(|e: ProgramError| LoadError::Program {
             name,
             detail: e.to_string(),
-        })?;
-    program.load().map_err(|e| LoadError::Program {
+        })
+}
+
+/// Loads tracepoint program `name` and attaches it to `category/tracepoint`.
+fn load_tracepoint(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    category: &'static str,
+    tracepoint: &'static str,
+) -> Result<(), LoadError> {
+    let program: &mut TracePoint = program(ebpf, name)?;
+    let t0 = std::time::Instant::now();
+    let r = program.load();
+    if std::env::var_os("SNIFF_DEBUG_LOAD").is_some() {
+        let insns = program
+            .info()
+            .ok()
+            .and_then(|i| i.verified_instruction_count());
+        eprintln!(
+            "loaded {name} in {:?} ({insns:?} insns verified)",
+            t0.elapsed()
+        );
+    }
+    r.map_err(|e| LoadError::Program {
         name,
         detail: verifier_summary(&e),
     })?;
