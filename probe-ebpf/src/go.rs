@@ -286,6 +286,23 @@ fn leave(ctx: &ProbeContext, probe: u8) -> Option<(Target, u64, u64, Call)> {
     Some((t, id, goid, call))
 }
 
+/// Emits the return span of `call` (taken back by [`leave`]).
+#[inline(always)]
+fn returned(t: &Target, id: u64, goid: u64, call: &Call, probe: u8, status: i64, flags: u8) {
+    // SAFETY: plain helper call.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let span = Span {
+        probe,
+        phase: GO_PHASE_RETURN,
+        goid,
+        start_ns: call.start_ns,
+        status,
+        flags,
+        req: call.req,
+    };
+    emit_span(t, id, now, &span);
+}
+
 /// `net/http.serverHandler.ServeHTTP(sh, rw ResponseWriter, req *Request)`
 /// entry: rw = (itab RBX, data RCX), req = RDI.
 #[uprobe]
@@ -314,18 +331,7 @@ pub fn go_http_server_return(ctx: ProbeContext) -> u32 {
         Ok(_) => flags |= GO_STATUS_UNKNOWN,
         Err(_) => flags |= GO_READ_FAILED | GO_STATUS_UNKNOWN,
     }
-    // SAFETY: plain helper call.
-    let now = unsafe { bpf_ktime_get_ns() };
-    let span = Span {
-        probe: GO_HTTP_SERVER,
-        phase: GO_PHASE_RETURN,
-        goid,
-        start_ns: call.start_ns,
-        status,
-        flags,
-        req: call.req,
-    };
-    emit_span(&t, id, now, &span);
+    returned(&t, id, goid, &call, GO_HTTP_SERVER, status, flags);
     0
 }
 
@@ -354,18 +360,7 @@ pub fn go_http_client_return(ctx: ProbeContext) -> u32 {
             Err(_) => flags |= GO_READ_FAILED,
         }
     }
-    // SAFETY: plain helper call.
-    let now = unsafe { bpf_ktime_get_ns() };
-    let span = Span {
-        probe: GO_HTTP_CLIENT,
-        phase: GO_PHASE_RETURN,
-        goid,
-        start_ns: call.start_ns,
-        status,
-        flags,
-        req: call.req,
-    };
-    emit_span(&t, id, now, &span);
+    returned(&t, id, goid, &call, GO_HTTP_CLIENT, status, flags);
     0
 }
 
