@@ -357,6 +357,17 @@ fn parse_ring(s: &str) -> Result<u32, String> {
     if !(64 << 10..=1 << 30).contains(&n) {
         return Err("must be between 64K and 1G".into());
     }
+    if !n.is_power_of_two() {
+        let up = n.next_power_of_two();
+        let hint = if up >= 1 << 20 {
+            format!("{}M", up >> 20)
+        } else {
+            format!("{}K", up >> 10)
+        };
+        return Err(format!(
+            "must be a power of two (the kernel's rule for ring buffers), e.g. {hint}"
+        ));
+    }
     Ok(n as u32)
 }
 
@@ -592,4 +603,19 @@ fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_ring;
+
+    #[test]
+    fn ring_size_must_be_a_power_of_two() {
+        assert_eq!(parse_ring("8M"), Ok(8 << 20));
+        assert_eq!(parse_ring("64K"), Ok(64 << 10));
+        let e = parse_ring("3M").unwrap_err();
+        assert!(e.contains("power of two") && e.ends_with("4M"), "{e}");
+        assert!(parse_ring("100K").unwrap_err().ends_with("128K"));
+        assert!(parse_ring("2G").is_err());
+    }
 }
