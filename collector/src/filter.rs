@@ -231,7 +231,7 @@ mod tests {
     use super::*;
     use protocols::record::Message;
 
-    fn ex(method: &str, path: &str, status: Option<u16>) -> Exchange {
+    fn ex(method: &str, path: &str, status: Option<u16>) -> Box<Exchange> {
         let mut e = Exchange::new(Proto::Http1, Side::Client);
         e.method = method.into();
         e.path = path.into();

@@ -114,7 +114,7 @@ pub struct Pipeline<W: Write> {
     /// Show both ends' views of a connection whose two ends are captured
     /// (otherwise only the client's). On when `--side` was given.
     pub both_sides: bool,
-    scratch: Vec<Exchange>,
+    scratch: Vec<Box<Exchange>>,
     stats: PipelineStats,
     /// Connections whose bytes are no longer needed (folded server ends,
     /// not HTTP): the live capture tells the kernel to stop sending them.
@@ -414,7 +414,7 @@ impl<W: Write> Pipeline<W> {
 
     /// Drains `out` for connection `key` through the dedupe rule, the
     /// filters and the renderer.
-    fn emit(&mut self, key: ConnKey, out: &mut Vec<Exchange>) -> io::Result<()> {
+    fn emit(&mut self, key: ConnKey, out: &mut Vec<Box<Exchange>>) -> io::Result<()> {
         if out.is_empty() {
             return Ok(());
         }
@@ -429,7 +429,7 @@ impl<W: Write> Pipeline<W> {
         r
     }
 
-    fn show(&mut self, t: &Tracked, out: &[Exchange]) -> io::Result<()> {
+    fn show(&mut self, t: &Tracked, out: &[Box<Exchange>]) -> io::Result<()> {
         for ex in out {
             self.stats.exchanges += 1;
             if crate::render::lossy(ex.flags) {

@@ -543,7 +543,7 @@ mod tests {
         }
     }
 
-    fn sample() -> Exchange {
+    fn sample() -> Box<Exchange> {
         let mut e = Exchange::new(Proto::Http1, Side::Client);
         e.method = "GET".into();
         e.path = "/index.html".into();

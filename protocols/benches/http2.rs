@@ -130,7 +130,7 @@ fn feed_all(
     dir: Direction,
     bytes: &[u8],
     chunk: usize,
-    out: &mut Vec<protocols::record::Exchange>,
+    out: &mut Vec<Box<protocols::record::Exchange>>,
 ) {
     let mut pending: Vec<u8> = Vec::new();
     for piece in bytes.chunks(chunk) {

@@ -206,7 +206,7 @@ impl Connection {
         pos: u64,
         ts_ns: u64,
         bytes: &[u8],
-        out: &mut Vec<Exchange>,
+        out: &mut Vec<Box<Exchange>>,
     ) {
         if self.closed {
             return;
@@ -239,7 +239,7 @@ impl Connection {
 
     /// Bytes `[pos, pos + len)` of direction `dir` existed but were not
     /// captured (e.g. the syscall moved more than the capture cap).
-    pub fn lost(&mut self, dir: Direction, pos: u64, len: u64, out: &mut Vec<Exchange>) {
+    pub fn lost(&mut self, dir: Direction, pos: u64, len: u64, out: &mut Vec<Box<Exchange>>) {
         if self.closed {
             return;
         }
@@ -251,7 +251,7 @@ impl Connection {
     /// Stops waiting: unknown holes are skipped, held responses released.
     /// Memory held for work in flight is released if nothing is in flight,
     /// so an idle connection costs little (call it on idle connections).
-    pub fn flush(&mut self, out: &mut Vec<Exchange>) {
+    pub fn flush(&mut self, out: &mut Vec<Box<Exchange>>) {
         if self.closed {
             return;
         }
@@ -273,7 +273,7 @@ impl Connection {
     /// is parsed, messages in progress end (a close-delimited body ends
     /// normally; others are flagged incomplete), and requests without a
     /// response are emitted flagged [`crate::record::Flags::INCOMPLETE`].
-    pub fn close(&mut self, ts_ns: u64, out: &mut Vec<Exchange>) {
+    pub fn close(&mut self, ts_ns: u64, out: &mut Vec<Box<Exchange>>) {
         if self.closed {
             return;
         }
@@ -353,7 +353,7 @@ impl Connection {
         s
     }
 
-    fn after_input(&mut self, dir: Direction, out: &mut Vec<Exchange>) {
+    fn after_input(&mut self, dir: Direction, out: &mut Vec<Box<Exchange>>) {
         self.process(false, false, out);
         let s = &mut self.streams[dir.index()];
         if s.buffered() > self.max_buffered {
@@ -363,7 +363,7 @@ impl Connection {
         }
     }
 
-    fn process(&mut self, flushing: bool, closing: bool, out: &mut Vec<Exchange>) {
+    fn process(&mut self, flushing: bool, closing: bool, out: &mut Vec<Box<Exchange>>) {
         loop {
             match &mut self.proto {
                 ProtoState::Detecting => {
@@ -514,7 +514,7 @@ impl Connection {
 
 /// Takes the h2c upgrade exchange HTTP/1 just emitted out of `out`: its
 /// request becomes HTTP/2 stream 1, reported once, by HTTP/2.
-fn take_upgrade(out: &mut Vec<Exchange>, client: Direction) -> Upgrade {
+fn take_upgrade(out: &mut Vec<Box<Exchange>>, client: Direction) -> Upgrade {
     let found = out
         .iter()
         .rposition(|e| e.proto == Proto::Http1 && e.flags.contains(Flags::UPGRADE));
@@ -548,7 +548,7 @@ fn take_upgrade(out: &mut Vec<Exchange>, client: Direction) -> Upgrade {
 }
 
 /// Stream 1 of an h2c upgrade answered `101 Switching Protocols` first.
-fn mark_upgraded(exchanges: &mut [Exchange]) {
+fn mark_upgraded(exchanges: &mut [Box<Exchange>]) {
     for e in exchanges {
         if e.proto == Proto::Http2
             && e.stream_id == Some(1)

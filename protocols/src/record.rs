@@ -148,8 +148,8 @@ impl Headers {
         let base = self.bytes.len();
         self.bytes.extend_from_slice(block);
         let at = |s: &[u8]| {
-            let off = (s.as_ptr() as usize).checked_sub(block.as_ptr() as usize)?;
-            (off + s.len() <= block.len()).then_some(base + off)
+            let off = (s.as_ptr() as usize).wrapping_sub(block.as_ptr() as usize);
+            (off <= block.len() && s.len() <= block.len() - off).then_some(base + off)
         };
         for (name, value, flags) in fields {
             match (at(name), at(value)) {
@@ -259,14 +259,6 @@ pub struct Message {
 }
 
 impl Message {
-    /// An empty message, reusing the buffers of a recycled one when this
-    /// thread has one (see [`Exchange::recycle`]); `Message::default()`
-    /// never does.
-    pub fn new() -> Self {
-        POOL.with_borrow_mut(|p| p.messages.pop())
-            .unwrap_or_default()
-    }
-
     /// Empties the message, keeping its buffers' capacity.
     pub fn clear(&mut self) {
         // Destructured so that a new field can't be forgotten here.
@@ -440,8 +432,8 @@ pub const POOL_RECORDS: usize = 64;
 /// Largest buffer (bytes of a string, header list or preview) a recycled
 /// record keeps. Typical heads are well under 1 KiB and the default
 /// preview is 1 KiB; a rare huge one is not worth holding on to. With
-/// [`POOL_RECORDS`] and [`MAX_KEPT_FIELDS`] this bounds what the free lists
-/// of a thread hold: about 2.6 MiB at worst, a few hundred KiB for typical
+/// [`POOL_RECORDS`] and [`MAX_KEPT_FIELDS`] this bounds what the free list
+/// of a thread hold: about 3 MiB at worst, a few hundred KiB for typical
 /// records.
 pub const MAX_KEPT_BYTES: usize = 4 * 1024;
 
@@ -449,36 +441,54 @@ pub const MAX_KEPT_BYTES: usize = 4 * 1024;
 /// heads seen in practice have 5–30.
 pub const MAX_KEPT_FIELDS: usize = 64;
 
-/// Free lists of emptied records and of their parts that are `None` in an
-/// empty record (the response, Host/`:authority`, the reason phrase).
-struct Pool {
-    exchanges: Vec<Exchange>,
-    messages: Vec<Message>,
-    strings: Vec<String>,
-}
-
 thread_local! {
-    static POOL: RefCell<Pool> = const {
-        RefCell::new(Pool {
-            exchanges: Vec::new(),
-            messages: Vec::new(),
-            strings: Vec::new(),
-        })
-    };
+    /// Emptied records given back with [`Exchange::recycle`].
+    static POOL: RefCell<Vec<Box<Exchange>>> = const { RefCell::new(Vec::new()) };
 }
 
-/// A `String` holding `bytes` (invalid UTF-8 replaced, as
-/// [`String::from_utf8_lossy`] does), in a recycled buffer when this thread
-/// has one. For the optional strings of a record (`authority`, `reason`).
-pub fn string_from(bytes: &[u8]) -> String {
-    let mut s = POOL
-        .with_borrow_mut(|p| p.strings.pop())
-        .unwrap_or_default();
+/// Puts `bytes` into `slot`, in the string it holds or else in `spare`'s
+/// buffer; invalid UTF-8 is replaced, as [`String::from_utf8_lossy`] does.
+fn set_text(slot: &mut Option<String>, spare: &mut String, bytes: &[u8]) {
+    let s = slot.get_or_insert_with(|| std::mem::take(spare));
+    s.clear();
     match std::str::from_utf8(bytes) {
         Ok(v) => s.push_str(v),
         Err(_) => s.push_str(&String::from_utf8_lossy(bytes)),
     }
-    s
+}
+
+/// Keeps `s`'s buffer in `spare` if it is worth keeping.
+fn keep_text(spare: &mut String, s: Option<String>) {
+    if let Some(mut s) = s
+        && s.capacity() <= MAX_KEPT_BYTES
+    {
+        s.clear();
+        *spare = s;
+    }
+}
+
+/// The buffers of a recycled record's `authority`, `reason` and
+/// `response`, kept for when they are filled in again. Not part of the
+/// record's value: all are equal, and `Debug` shows none of it.
+#[derive(Clone, Default)]
+struct Spare {
+    authority: String,
+    reason: String,
+    response: Option<Message>,
+}
+
+impl PartialEq for Spare {
+    fn eq(&self, _: &Spare) -> bool {
+        true
+    }
+}
+
+impl Eq for Spare {}
+
+impl fmt::Debug for Spare {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("..")
+    }
 }
 
 fn default_version(proto: Proto) -> &'static str {
@@ -516,20 +526,24 @@ pub struct Exchange {
     /// HTTP/2 RST_STREAM error code, if the stream was reset.
     pub reset_code: Option<u32>,
     pub flags: Flags,
+    spare: Spare,
 }
 
 impl Exchange {
     /// An empty exchange to be filled in by a parser. Reuses a record given
     /// back with [`Exchange::recycle`] on this thread, if there is one.
-    pub fn new(proto: Proto, side: Side) -> Self {
-        match POOL.with_borrow_mut(|p| p.exchanges.pop()) {
+    ///
+    /// Boxed: a record is several hundred bytes and passes through queues
+    /// and lists on its way out of a parser; a box moves as one pointer.
+    pub fn new(proto: Proto, side: Side) -> Box<Self> {
+        match POOL.with_borrow_mut(Vec::pop) {
             Some(mut ex) => {
                 ex.proto = proto;
                 ex.side = side;
                 ex.version = default_version(proto);
                 ex
             }
-            None => Exchange {
+            None => Box::new(Exchange {
                 proto,
                 side,
                 stream_id: None,
@@ -545,39 +559,49 @@ impl Exchange {
                 grpc: None,
                 reset_code: None,
                 flags: Flags::NONE,
-            },
+                spare: Spare::default(),
+            }),
         }
     }
 
+    /// Sets `authority` (invalid UTF-8 replaced), in a recycled buffer if
+    /// the record has one.
+    pub fn set_authority(&mut self, bytes: &[u8]) {
+        set_text(&mut self.authority, &mut self.spare.authority, bytes);
+    }
+
+    /// Sets `reason`, in a recycled buffer if the record has one.
+    pub fn set_reason(&mut self, reason: &str) {
+        let s = self
+            .reason
+            .get_or_insert_with(|| std::mem::take(&mut self.spare.reason));
+        s.clear();
+        s.push_str(reason);
+    }
+
+    /// The response, made empty (in a recycled one's buffers if the record
+    /// has them) if there was none.
+    pub fn response_mut(&mut self) -> &mut Message {
+        let spare = &mut self.spare.response;
+        self.response
+            .get_or_insert_with(|| spare.take().unwrap_or_default())
+    }
+
     /// Gives a finished record back for reuse: the next [`Exchange::new`]
-    /// (and [`Message::new`], [`string_from`]) on this thread takes its
-    /// buffers instead of allocating. A consumer that recycles what it has
+    /// on this thread returns it, emptied, with its buffers (strings, header
+    /// lists, preview, and those of the optional parts, see
+    /// [`Exchange::set_authority`], [`Exchange::set_reason`],
+    /// [`Exchange::response_mut`]). A consumer that recycles what it has
     /// shown makes a steady-state connection allocate nothing per exchange.
     ///
-    /// The free lists are per thread and bounded ([`POOL_RECORDS`] records,
+    /// The free list is per thread and bounded ([`POOL_RECORDS`] records,
     /// buffers up to [`MAX_KEPT_BYTES`]); beyond that the record is dropped.
-    pub fn recycle(mut self) {
-        // Emptied here so a pooled record is always clean, whoever takes it;
-        // the parts that are `None` when empty go to their own lists.
-        let strings = [self.authority.take(), self.reason.take()];
-        let response = self.response.take();
+    pub fn recycle(mut self: Box<Self>) {
+        // Emptied here so a pooled record is always clean, whoever takes it.
         self.clear();
         POOL.with_borrow_mut(|p| {
-            for mut s in strings.into_iter().flatten() {
-                if p.strings.len() < 2 * POOL_RECORDS && s.capacity() <= MAX_KEPT_BYTES {
-                    s.clear();
-                    p.strings.push(s);
-                }
-            }
-            if let Some(mut m) = response
-                && p.messages.len() < POOL_RECORDS
-            {
-                m.clear();
-                m.trim();
-                p.messages.push(m);
-            }
-            if p.exchanges.len() < POOL_RECORDS {
-                p.exchanges.push(self);
+            if p.len() < POOL_RECORDS {
+                p.push(self);
             }
         });
     }
@@ -602,6 +626,7 @@ impl Exchange {
             grpc,
             reset_code,
             flags,
+            spare,
         } = self;
         *stream_id = None;
         for s in [method, path] {
@@ -610,16 +635,20 @@ impl Exchange {
             }
             s.clear();
         }
-        *authority = None;
+        keep_text(&mut spare.authority, authority.take());
         *status = None;
-        *reason = None;
+        keep_text(&mut spare.reason, reason.take());
         if interim.capacity() > MAX_KEPT_FIELDS {
             *interim = Vec::new();
         }
         interim.clear();
         request.clear();
         request.trim();
-        *response = None;
+        if let Some(mut m) = response.take() {
+            m.clear();
+            m.trim();
+            spare.response = Some(m);
+        }
         *grpc = None;
         *reset_code = None;
         *flags = Flags::NONE;
@@ -657,7 +686,7 @@ mod tests {
     }
 
     /// An exchange with every field set, as a parser could leave it.
-    fn full() -> Exchange {
+    fn full() -> Box<Exchange> {
         let mut ex = Exchange::new(Proto::Http2, Side::Server);
         ex.stream_id = Some(7);
         ex.method = "POST".into();
@@ -712,23 +741,24 @@ mod tests {
                 grpc: None,
                 reset_code: None,
                 flags: Flags::NONE,
+                spare: Spare::default(),
             };
             full().recycle();
-            let ex = Exchange::new(Proto::Http1, Side::Client);
-            assert_eq!(ex, expected);
+            let mut ex = Exchange::new(Proto::Http1, Side::Client);
+            assert_eq!(*ex, expected);
             assert!(ex.path.capacity() >= "/pkg.Service/Method".len());
             assert!(ex.request.body_preview.capacity() >= b"preview".len());
-            // The response and the optional strings went to their own lists.
-            let m = Message::new();
-            assert_eq!(m, Message::default());
+            assert_eq!(POOL.with_borrow(Vec::len), 0);
+            // The optional parts come back empty, in the kept buffers.
+            let m = ex.response_mut();
+            assert_eq!(*m, Message::default());
             assert!(m.body_preview.capacity() >= b"preview".len());
-            let a = string_from(b"h\xffst");
-            assert_eq!(a, "h\u{fffd}st");
-            assert!(a.capacity() >= "Unavailable".len().max("example.com".len()));
-            let _ = string_from(b"");
-            // One record gave one of each, all taken back.
-            let held = POOL.with_borrow(|p| (p.exchanges.len(), p.messages.len(), p.strings.len()));
-            assert_eq!(held, (0, 0, 0));
+            ex.set_authority(b"h\xffst");
+            assert_eq!(ex.authority.as_deref(), Some("h\u{fffd}st"));
+            assert!(ex.authority.as_ref().unwrap().capacity() >= "example.com".len());
+            ex.set_reason("");
+            assert_eq!(ex.reason.as_deref(), Some(""));
+            assert!(ex.reason.as_ref().unwrap().capacity() >= "Unavailable".len());
         })
         .join()
         .unwrap();
@@ -739,10 +769,9 @@ mod tests {
         std::thread::spawn(|| {
             let records: Vec<_> = (0..POOL_RECORDS + 10).map(|_| full()).collect();
             records.into_iter().for_each(Exchange::recycle);
-            let held = POOL.with_borrow(|p| (p.exchanges.len(), p.messages.len(), p.strings.len()));
-            assert_eq!(held, (POOL_RECORDS, POOL_RECORDS, 2 * POOL_RECORDS));
+            assert_eq!(POOL.with_borrow(Vec::len), POOL_RECORDS);
             // A buffer too large to keep is dropped, not pooled.
-            POOL.with_borrow_mut(|p| p.exchanges.clear());
+            POOL.with_borrow_mut(Vec::clear);
             let mut ex = full();
             ex.path = "p".repeat(MAX_KEPT_BYTES + 1);
             ex.recycle();

@@ -11,7 +11,7 @@ use protocols::record::{Direction, Exchange, Flags, Side};
 /// process is the client (its writes are requests); otherwise the server.
 struct Replayed {
     client_port: u16,
-    exchanges: Vec<Exchange>,
+    exchanges: Vec<Box<Exchange>>,
     stats: Stats,
     detected: Detected,
     side: Option<Side>,
@@ -72,7 +72,7 @@ fn client_account(name: &str, port: u16) -> Vec<Seen> {
         .collect()
 }
 
-fn ours(ex: &[Exchange]) -> Vec<Seen> {
+fn ours(ex: &[Box<Exchange>]) -> Vec<Seen> {
     ex.iter()
         .map(|e| {
             (

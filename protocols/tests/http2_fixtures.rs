@@ -73,7 +73,7 @@ fn upgrade_split(chunks: &Chunks) -> Option<(String, Vec<u8>, [usize; 2])> {
     Some((head, settings, [end(&client), end(&server)]))
 }
 
-fn replay(chunks: &Chunks, start_at: Option<(usize, usize)>) -> (Vec<Exchange>, Feeder) {
+fn replay(chunks: &Chunks, start_at: Option<(usize, usize)>) -> (Vec<Box<Exchange>>, Feeder) {
     let cfg = Http2Config::default();
     let up = upgrade_split(chunks);
     let start = match (&up, start_at) {
@@ -134,7 +134,7 @@ fn fixtures_match_what_clients_saw() {
         }
         let conns = connections(name);
         assert_eq!(conns.len() as u32, meta.connections, "{name}");
-        let mut ours: Vec<(u16, Exchange)> = Vec::new();
+        let mut ours: Vec<(u16, Box<Exchange>)> = Vec::new();
         for (port, chunks) in &conns {
             let (ex, f) = replay(chunks, None);
             let c = f.conn.counters();

@@ -96,7 +96,7 @@ impl Wire {
     }
 
     /// Replay both streams (client first) in `split`-octet pieces.
-    fn run(&self, start: Start, split: usize) -> (Vec<Exchange>, protocols::http2::Http2Conn) {
+    fn run(&self, start: Start, split: usize) -> (Vec<Box<Exchange>>, protocols::http2::Http2Conn) {
         let mut f = Feeder::new(&Http2Config::default(), start);
         for piece in self.client.chunks(split.max(1)) {
             f.feed(C, piece, 1);

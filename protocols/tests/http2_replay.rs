@@ -8,7 +8,7 @@ use protocols::http2::frame::{FRAME_HEADER_LEN, FrameHeader, FrameType, PREFACE}
 use protocols::http2::{Http2Config, Start};
 use protocols::record::{Direction, Exchange, FIELD_NEVER_INDEXED, Flags, GrpcKind, Headers, Side};
 
-fn run(name: &str) -> Vec<Exchange> {
+fn run(name: &str) -> Vec<Box<Exchange>> {
     let chunks = load(name);
     let (start, chunks) = start_for(name, &chunks, true);
     let (ex, conn) = replay(&Http2Config::default(), start, &chunks, true, 0, true);

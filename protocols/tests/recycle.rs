@@ -14,9 +14,9 @@ use protocols::conn::{Config, Connection};
 use protocols::record::{Exchange, Flags};
 
 /// A scripted session: what a test feeds a connection.
-type Session = fn() -> Vec<Exchange>;
+type Session = fn() -> Vec<Box<Exchange>>;
 
-fn heavy_http1() -> Vec<Exchange> {
+fn heavy_http1() -> Vec<Box<Exchange>> {
     let mut req = String::from(
         "POST /upload/a/rather/long/path/to/be/sure?x=1&y=2 HTTP/1.1\r\n\
          Host: dirty.example.com:8443\r\n\
@@ -96,7 +96,7 @@ fn heavy_http1() -> Vec<Exchange> {
 
 /// Every recorded HTTP/2 session (gRPC, push, upgrade from HTTP/1) fed
 /// through a [`Connection`], in order.
-fn heavy_http2() -> Vec<Exchange> {
+fn heavy_http2() -> Vec<Box<Exchange>> {
     let mut out = Vec::new();
     for name in http2_support::RECORDINGS {
         out.extend(replay_http2(name));
@@ -109,7 +109,7 @@ fn heavy_http2() -> Vec<Exchange> {
     out
 }
 
-fn replay_http2(name: &str) -> Vec<Exchange> {
+fn replay_http2(name: &str) -> Vec<Box<Exchange>> {
     let mut conn = Connection::new(&Config::default());
     let mut out = Vec::new();
     let mut pos = [0u64; 2];
@@ -124,37 +124,37 @@ fn replay_http2(name: &str) -> Vec<Exchange> {
     out
 }
 
-fn minimal_http1() -> Vec<Exchange> {
+fn minimal_http1() -> Vec<Box<Exchange>> {
     Feed::new()
         .send(REQ, b"GET / HTTP/1.0\r\n\r\n")
         .send(RESP, b"HTTP/1.0 204 \r\n\r\n")
         .close()
 }
 
-fn request_only() -> Vec<Exchange> {
+fn request_only() -> Vec<Box<Exchange>> {
     Feed::new().send(REQ, b"GET /x HTTP/1.1\r\n\r\n").close()
 }
 
-fn response_only() -> Vec<Exchange> {
+fn response_only() -> Vec<Box<Exchange>> {
     Feed::late()
         .send(RESP, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
         .close()
 }
 
-fn small_body() -> Vec<Exchange> {
+fn small_body() -> Vec<Box<Exchange>> {
     Feed::new()
         .send(REQ, b"PUT /p HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi")
         .send(RESP, b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nk")
         .close()
 }
 
-fn minimal_http2() -> Vec<Exchange> {
+fn minimal_http2() -> Vec<Box<Exchange>> {
     replay_http2("python_h2")
 }
 
 /// `b` on a thread whose free lists hold what `a` produced, and on a
 /// clean thread.
-fn after(a: Session, b: Session) -> (Vec<Exchange>, Vec<Exchange>) {
+fn after(a: Session, b: Session) -> (Vec<Box<Exchange>>, Vec<Box<Exchange>>) {
     let dirty = std::thread::spawn(move || {
         a().into_iter().for_each(Exchange::recycle);
         b()
@@ -188,7 +188,7 @@ fn recycled_records_carry_nothing_over() {
 #[test]
 fn http1_reuses_recycled_buffers() {
     let (dirty, clean) = after(heavy_http1, minimal_http1);
-    let cap = |v: &[Exchange]| v[0].path.capacity() + v[0].method.capacity();
+    let cap = |v: &[Box<Exchange>]| v[0].path.capacity() + v[0].method.capacity();
     assert!(
         cap(&dirty) > cap(&clean),
         "{} vs {}",

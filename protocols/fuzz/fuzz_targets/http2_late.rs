@@ -38,7 +38,7 @@ fn dir(d: u8) -> Direction {
 struct Feeder {
     conn: Http2Conn,
     pending: [Vec<u8>; 2],
-    out: Vec<Exchange>,
+    out: Vec<Box<Exchange>>,
 }
 
 impl Feeder {
@@ -56,8 +56,8 @@ impl Feeder {
 }
 
 /// The full decode of each recording, computed once.
-fn full_decode(i: usize) -> &'static [Exchange] {
-    static FULL: [OnceLock<Vec<Exchange>>; 4] = [const { OnceLock::new() }; 4];
+fn full_decode(i: usize) -> &'static [Box<Exchange>] {
+    static FULL: [OnceLock<Vec<Box<Exchange>>>; 4] = [const { OnceLock::new() }; 4];
     FULL[i].get_or_init(|| {
         let mut f = Feeder {
             conn: Http2Conn::new(&Http2Config::default(), Start::Preface),

@@ -235,6 +235,10 @@ fn chunk_size_line(buf: &[u8]) -> Line {
     if digits == 0 {
         return Line::Bad;
     }
+    // The usual line: digits and CRLF, no extension.
+    if buf[i..].starts_with(b"\r\n") {
+        return Line::Size { size, len: i + 2 };
+    }
     // After the digits: BWS then `;ext` or the line end.
     match buf[i] {
         b'\r' | b'\n' | b';' | b' ' | b'\t' => {}

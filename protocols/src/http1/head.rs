@@ -339,59 +339,93 @@ fn copy_headers<'a>(
             }
         }),
     );
-    let mut length: Option<u64> = None;
-    let mut bad_length = false;
-    let mut te: Option<bool> = None; // Some(chunked is last)
-    let mut upgrade = None;
-    let mut expect_continue = false;
-    let mut host = None;
+    let mut scan = FramingScan::default();
     for h in fields {
-        let name = h.name.as_bytes();
+        scan.field(h.name.as_bytes(), h.value);
+    }
+    scan.finish()
+}
+
+/// What the fields of one head say about framing, gathered field by field.
+#[derive(Default)]
+struct FramingScan<'a> {
+    length: Option<u64>,
+    bad_length: bool,
+    /// Some(whether chunked is the last coding).
+    te: Option<bool>,
+    upgrade: Option<UpgradeTo>,
+    expect_continue: bool,
+    host: Option<&'a [u8]>,
+}
+
+impl<'a> FramingScan<'a> {
+    fn field(&mut self, name: &[u8], value: &'a [u8]) {
         match name.len() {
-            4 if name.eq_ignore_ascii_case(b"host") => {
-                if host.is_none() {
-                    host = Some(h.value);
+            4 if is_name(name, b"host") => {
+                if self.host.is_none() {
+                    self.host = Some(value);
                 }
             }
-            6 if name.eq_ignore_ascii_case(b"expect") => {
-                expect_continue |= trim(h.value).eq_ignore_ascii_case(b"100-continue");
+            6 if is_name(name, b"expect") => {
+                self.expect_continue |= trim(value).eq_ignore_ascii_case(b"100-continue");
             }
-            7 if name.eq_ignore_ascii_case(b"upgrade") => {
-                upgrade = Some(upgrade_to(h.value));
+            7 if is_name(name, b"upgrade") => {
+                self.upgrade = Some(upgrade_to(value));
             }
-            14 if name.eq_ignore_ascii_case(b"content-length") => {
-                for v in h.value.split(|&b| b == b',') {
-                    match parse_length(trim(v)) {
-                        Some(n) if length.is_none_or(|l| l == n) => length = Some(n),
-                        _ => bad_length = true,
-                    }
+            14 if is_name(name, b"content-length") => {
+                // Nearly always plain digits; else a list (RFC 9110 §8.6).
+                if let Some(n) = parse_length(value) {
+                    self.length(Some(n));
+                    return;
+                }
+                for v in value.split(|&b| b == b',') {
+                    self.length(parse_length(trim(v)));
                 }
             }
-            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
-                for coding in h.value.split(|&b| b == b',') {
+            17 if is_name(name, b"transfer-encoding") => {
+                for coding in value.split(|&b| b == b',') {
                     let coding = trim(coding);
                     if !coding.is_empty() {
-                        te = Some(coding.eq_ignore_ascii_case(b"chunked"));
+                        self.te = Some(coding.eq_ignore_ascii_case(b"chunked"));
                     }
                 }
             }
             _ => {}
         }
     }
-    let declared = match (te, length, bad_length) {
-        (Some(true), _, _) => Declared::Chunked,
-        (Some(false), _, _) => Declared::OtherEncoding,
-        (None, _, true) => Declared::BadLength,
-        (None, Some(n), false) => Declared::Length(n),
-        (None, None, false) => Declared::None,
-    };
-    let framing = Framing {
-        declared,
-        te_and_cl: te.is_some() && (length.is_some() || bad_length),
-        upgrade,
-        expect_continue,
-    };
-    (framing, host)
+
+    /// One Content-Length value: `None` if it isn't a number.
+    fn length(&mut self, n: Option<u64>) {
+        match n {
+            Some(n) if self.length.is_none_or(|l| l == n) => self.length = Some(n),
+            _ => self.bad_length = true,
+        }
+    }
+
+    fn finish(self) -> (Framing, Option<&'a [u8]>) {
+        let declared = match (self.te, self.length, self.bad_length) {
+            (Some(true), _, _) => Declared::Chunked,
+            (Some(false), _, _) => Declared::OtherEncoding,
+            (None, _, true) => Declared::BadLength,
+            (None, Some(n), false) => Declared::Length(n),
+            (None, None, false) => Declared::None,
+        };
+        let framing = Framing {
+            declared,
+            te_and_cl: self.te.is_some() && (self.length.is_some() || self.bad_length),
+            upgrade: self.upgrade,
+            expect_continue: self.expect_continue,
+        };
+        (framing, self.host)
+    }
+}
+
+/// Whether header name `name` (a token, as httparse checked) is `lower`
+/// (lowercase letters and `-`), in any case. For a token, setting bit 5
+/// lowercases a letter and leaves `-` as it is; no other token byte turns
+/// into a letter or `-` that way.
+fn is_name(name: &[u8], lower: &[u8]) -> bool {
+    name.len() == lower.len() && name.iter().zip(lower).all(|(&a, &b)| a | 0x20 == b)
 }
 
 fn upgrade_to(value: &[u8]) -> UpgradeTo {
@@ -648,6 +682,18 @@ mod tests {
                 "cl same twice",
                 "Content-Length: 5\r\ncontent-length: 5\r\n",
                 Declared::Length(5),
+                false,
+            ),
+            (
+                "cl upper case",
+                "CONTENT-LENGTH: 3\r\n",
+                Declared::Length(3),
+                false,
+            ),
+            (
+                "underscore is another name",
+                "Content_Length: 3\r\n",
+                Declared::None,
                 false,
             ),
             (

@@ -29,7 +29,7 @@ use body::{Body, Chunk, GapFit, Sink, Step};
 use head::{Declared, HeadError, HeadOutcome, UpgradeTo, Want};
 use stitch::{MethodKind, Pick, Resp, Stitcher};
 
-use crate::record::{Direction, Exchange, Flags, Headers, Message, Proto, Side, string_from};
+use crate::record::{Direction, Exchange, Flags, Headers, Message, Proto, Side};
 use crate::stream::{DataStream, Gap, Head};
 
 /// Limits the HTTP/1 parser works with (taken from [`crate::conn::Config`]).
@@ -213,7 +213,7 @@ impl Http1 {
         stream: &mut DataStream,
         flushing: bool,
         closing: bool,
-        out: &mut Vec<Exchange>,
+        out: &mut Vec<Box<Exchange>>,
     ) -> bool {
         let d = dir.index();
         let mut moved = false;
@@ -255,7 +255,7 @@ impl Http1 {
         dir: Direction,
         bytes: &[u8],
         ts_ns: u64,
-        out: &mut Vec<Exchange>,
+        out: &mut Vec<Box<Exchange>>,
     ) -> usize {
         let d = dir.index();
         let mut off = 0;
@@ -274,7 +274,7 @@ impl Http1 {
 
     /// The connection closed: everything in progress is finished, queued
     /// requests without responses come out flagged [`Flags::INCOMPLETE`].
-    pub fn close(&mut self, out: &mut Vec<Exchange>) {
+    pub fn close(&mut self, out: &mut Vec<Box<Exchange>>) {
         for d in 0..2 {
             let state = self.dirs[d].state;
             if let State::Body(body) = state {
@@ -297,7 +297,7 @@ impl Http1 {
         head: Head<'_>,
         eof: bool,
         may_wait: bool,
-        out: &mut Vec<Exchange>,
+        out: &mut Vec<Box<Exchange>>,
     ) -> Progress {
         let d = dir.index();
         match self.dirs[d].state {
@@ -438,7 +438,7 @@ impl Http1 {
         dir: Direction,
         head: Head<'_>,
         eof: bool,
-        out: &mut Vec<Exchange>,
+        out: &mut Vec<Box<Exchange>>,
     ) -> Progress {
         let d = dir.index();
         let parsed = head::parse_request(head.bytes, self.limits.max_head, &mut self.fields);
@@ -524,29 +524,24 @@ impl Http1 {
             Some(Body::Length(n)) => self.limits.body_preview.min(n as usize),
             _ => 0,
         };
-        // Built in place in the queue: an Exchange is large, moves cost.
-        let seq = self.stitch.push_request(
-            Exchange::new(Proto::Http1, self.side()),
-            method,
-            wants_switch,
-            framing.expect_continue,
-            out,
-        );
-        if let Some(e) = self.stitch.last_mut() {
-            let ex = &mut e.ex;
-            ex.flags = flags;
-            // A new record is empty: strings and lists are appended to in
-            // the buffers a recycled one brings.
-            ex.method.push_str(h.method);
-            ex.path.push_str(h.target);
-            ex.authority = h.host.map(string_from);
-            ex.version = version(h.minor);
-            std::mem::swap(&mut ex.request.headers, &mut self.fields);
-            ex.request.first_ns = first_ns;
-            ex.request.last_ns = last_ns;
-            ex.request.wire_len = len as u64;
-            ex.request.body_preview.reserve_exact(preview);
+        let mut ex = Exchange::new(Proto::Http1, self.side());
+        ex.flags = flags;
+        // A new record is empty: strings and lists are appended to in the
+        // buffers a recycled one brings.
+        ex.method.push_str(h.method);
+        ex.path.push_str(h.target);
+        if let Some(host) = h.host {
+            ex.set_authority(host);
         }
+        ex.version = version(h.minor);
+        std::mem::swap(&mut ex.request.headers, &mut self.fields);
+        ex.request.first_ns = first_ns;
+        ex.request.last_ns = last_ns;
+        ex.request.wire_len = len as u64;
+        ex.request.body_preview.reserve_exact(preview);
+        let seq = self
+            .stitch
+            .push_request(ex, method, wants_switch, framing.expect_continue, out);
         let dirst = &mut self.dirs[d];
         dirst.cur = Some(seq);
         dirst.preview_open = true;
@@ -568,7 +563,7 @@ impl Http1 {
         head: Head<'_>,
         eof: bool,
         may_wait: bool,
-        out: &mut Vec<Exchange>,
+        out: &mut Vec<Box<Exchange>>,
     ) -> Progress {
         let d = dir.index();
         let parsed = head::parse_response(head.bytes, self.limits.max_head, &mut self.fields);
@@ -592,12 +587,11 @@ impl Http1 {
                     if let Some(e) = self.stitch.get_mut(seq) {
                         e.ex.flags |= flags;
                         e.ex.status = Some(code);
-                        e.ex.reason = Some(string_from(reason.as_bytes()));
-                        let mut msg = Message::new();
+                        e.ex.set_reason(reason);
+                        let msg = e.ex.response_mut();
                         msg.first_ns = first_ns;
                         msg.last_ns = head.ts_at(head.bytes.len() - 1);
                         msg.wire_len = head.bytes.len() as u64;
-                        e.ex.response = Some(msg);
                     }
                     self.dirs[d].fresh = false;
                     self.dirs[d].cur = Some(seq);
@@ -657,11 +651,11 @@ impl Http1 {
             return Progress::used(len);
         };
         e.ex.flags |= flags;
-        let msg = e.ex.response.get_or_insert_with(|| {
-            let mut m = Message::new();
-            m.first_ns = first_ns;
-            m
-        });
+        let first_head = e.ex.response.is_none();
+        let msg = e.ex.response_mut();
+        if first_head {
+            msg.first_ns = first_ns;
+        }
         msg.wire_len += len as u64;
         msg.last_ns = last_ns;
         let code = h.code;
@@ -674,7 +668,7 @@ impl Http1 {
         // fields are not kept).
         std::mem::swap(&mut msg.headers, &mut self.fields);
         e.ex.status = Some(code);
-        e.ex.reason = Some(string_from(h.reason.as_bytes()));
+        e.ex.set_reason(h.reason);
         let framing = h.framing;
         let method = e.method;
         let wants_switch = e.wants_switch;
@@ -767,7 +761,7 @@ impl Http1 {
     }
 
     /// Ends the response in progress in direction `d` (if any) with `flags`.
-    fn abort_response(&mut self, d: usize, flags: Flags, out: &mut Vec<Exchange>) {
+    fn abort_response(&mut self, d: usize, flags: Flags, out: &mut Vec<Box<Exchange>>) {
         if let Some(seq) = self.dirs[d].cur.take() {
             if let Some(e) = self.stitch.get_mut(seq) {
                 e.ex.flags |= flags;
@@ -796,15 +790,15 @@ impl Http1 {
         mut body: Body,
         head: Head<'_>,
         eof: bool,
-        out: &mut Vec<Exchange>,
+        out: &mut Vec<Box<Exchange>>,
     ) -> Progress {
         let is_request = self.dirs[d].role == Role::Requests;
         let preview_open = self.dirs[d].preview_open;
-        let mut scratch = Message::default();
+        let mut scratch = None;
         let msg = match self.dirs[d].cur.and_then(|seq| self.stitch.get_mut(seq)) {
             Some(e) if is_request => &mut e.ex.request,
-            Some(e) => e.ex.response.get_or_insert_with(Message::new),
-            None => &mut scratch,
+            Some(e) => e.ex.response.get_or_insert_default(),
+            None => scratch.insert(Message::default()),
         };
         let mut sink = Sink {
             body_len: &mut msg.body_len,
@@ -848,7 +842,7 @@ impl Http1 {
 
     /// The message in progress in direction `d` ended (its body, or its head
     /// when it has none). `incomplete`: it was cut short.
-    fn finish_message(&mut self, d: usize, incomplete: bool, out: &mut Vec<Exchange>) {
+    fn finish_message(&mut self, d: usize, incomplete: bool, out: &mut Vec<Box<Exchange>>) {
         let is_request = self.dirs[d].role == Role::Requests;
         let dir = &mut self.dirs[d];
         if matches!(dir.state, State::Body(_)) {
@@ -875,7 +869,7 @@ impl Http1 {
     }
 
     /// Bytes were lost in direction `dir` at the current read position.
-    fn on_gap(&mut self, dir: Direction, gap: Gap, out: &mut Vec<Exchange>) {
+    fn on_gap(&mut self, dir: Direction, gap: Gap, out: &mut Vec<Box<Exchange>>) {
         let d = dir.index();
         let lost = Flags::GAP
             | if gap.known {
@@ -894,7 +888,7 @@ impl Http1 {
                         let msg = if is_request {
                             &mut e.ex.request
                         } else {
-                            e.ex.response.get_or_insert_with(Message::new)
+                            e.ex.response.get_or_insert_default()
                         };
                         (msg, &mut e.ex.flags)
                     }

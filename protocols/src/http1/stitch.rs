@@ -37,7 +37,7 @@ pub enum Resp {
 
 pub struct Entry {
     pub seq: u64,
-    pub ex: Exchange,
+    pub ex: Box<Exchange>,
     pub req_done: bool,
     pub resp: Resp,
     pub method: MethodKind,
@@ -49,8 +49,6 @@ pub struct Entry {
     pub expect_continue: bool,
 }
 
-// Boxing the entry would cost an allocation per exchange; markers are rare.
-#[allow(clippy::large_enum_variant)]
 pub enum Slot {
     /// Requests may have been lost here (a gap in the request direction).
     Marker,
@@ -105,11 +103,11 @@ impl Stitcher {
     /// Queues a request whose head was just parsed; returns its sequence number.
     pub fn push_request(
         &mut self,
-        ex: Exchange,
+        ex: Box<Exchange>,
         method: MethodKind,
         wants_switch: bool,
         expect_continue: bool,
-        out: &mut Vec<Exchange>,
+        out: &mut Vec<Box<Exchange>>,
     ) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
@@ -135,7 +133,7 @@ impl Stitcher {
 
     /// Queues a response that answers no visible request, before every
     /// unanswered request; returns its sequence number.
-    pub fn push_no_request(&mut self, mut ex: Exchange) -> u64 {
+    pub fn push_no_request(&mut self, mut ex: Box<Exchange>) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
         ex.flags |= Flags::NO_REQUEST;
@@ -160,14 +158,6 @@ impl Stitcher {
             }),
         );
         seq
-    }
-
-    /// The entry queued last.
-    pub fn last_mut(&mut self) -> Option<&mut Entry> {
-        match self.slots.back_mut() {
-            Some(Slot::Entry(e)) => Some(e),
-            _ => None,
-        }
     }
 
     pub fn get_mut(&mut self, seq: u64) -> Option<&mut Entry> {
@@ -271,7 +261,7 @@ impl Stitcher {
 
     /// Emits, in order, the exchanges at the front whose request and response
     /// are both complete.
-    pub fn emit_ready(&mut self, out: &mut Vec<Exchange>) {
+    pub fn emit_ready(&mut self, out: &mut Vec<Box<Exchange>>) {
         loop {
             match self.slots.front() {
                 Some(Slot::Entry(e)) if e.req_done && e.resp == Resp::Done => {}
@@ -284,7 +274,7 @@ impl Stitcher {
         }
     }
 
-    /// Frees the queue's capacity (exchanges are big) when it is empty.
+    /// Frees the queue's capacity when it is empty.
     pub fn release_if_empty(&mut self) {
         if self.slots.is_empty() {
             self.slots = VecDeque::new();
@@ -292,7 +282,7 @@ impl Stitcher {
     }
 
     /// Emits everything queued: unfinished sides are flagged incomplete.
-    pub fn drain(&mut self, out: &mut Vec<Exchange>) {
+    pub fn drain(&mut self, out: &mut Vec<Box<Exchange>>) {
         while let Some(slot) = self.slots.pop_front() {
             if let Slot::Entry(mut e) = slot {
                 if !e.req_done || e.resp != Resp::Done {
@@ -310,7 +300,7 @@ impl Stitcher {
         self.slots.iter().all(|s| matches!(s, Slot::Marker))
     }
 
-    fn evict(&mut self, out: &mut Vec<Exchange>) {
+    fn evict(&mut self, out: &mut Vec<Box<Exchange>>) {
         while self.slots.len() > self.max_pending {
             if let Some(Slot::Entry(mut e)) = self.slots.pop_front() {
                 e.ex.flags |= Flags::INCOMPLETE;
@@ -321,8 +311,7 @@ impl Stitcher {
         }
     }
 
-    /// Counts an exchange on its way out (moved once, straight into `out`:
-    /// records are large).
+    /// Counts an exchange on its way out.
     fn count(&mut self, ex: &Exchange) {
         self.stats.exchanges += 1;
         if ex.flags.contains(Flags::INCOMPLETE) {

@@ -57,9 +57,7 @@ pub mod hpack;
 
 use std::collections::VecDeque;
 
-use crate::record::{
-    Direction, Exchange, FIELD_UNKNOWN, Flags, Headers, Message, Proto, Side, string_from,
-};
+use crate::record::{Direction, Exchange, FIELD_UNKNOWN, Flags, Headers, Message, Proto, Side};
 use crate::stream::DataStream;
 use frame::{
     DEFAULT_MAX_FRAME_SIZE, END_HEADERS, END_STREAM, FRAME_HEADER_LEN, FrameHeader, FrameType,
@@ -480,7 +478,13 @@ impl Http2Conn {
     /// Consume frames from `buf`, the next contiguous octets of `dir`;
     /// return how many octets were consumed. Completed exchanges are pushed
     /// to `out`.
-    pub fn feed(&mut self, dir: Direction, buf: &[u8], ts: u64, out: &mut Vec<Exchange>) -> usize {
+    pub fn feed(
+        &mut self,
+        dir: Direction,
+        buf: &[u8],
+        ts: u64,
+        out: &mut Vec<Box<Exchange>>,
+    ) -> usize {
         self.feed_at(dir, buf, |_| ts, out)
     }
 
@@ -492,7 +496,7 @@ impl Http2Conn {
         &mut self,
         dir: Direction,
         stream: &mut DataStream,
-        out: &mut Vec<Exchange>,
+        out: &mut Vec<Box<Exchange>>,
     ) -> bool {
         let mut moved = false;
         loop {
@@ -528,7 +532,7 @@ impl Http2Conn {
         dir: Direction,
         buf: &[u8],
         ts_of: impl Fn(usize) -> u64,
-        out: &mut Vec<Exchange>,
+        out: &mut Vec<Box<Exchange>>,
     ) -> usize {
         let d = dir.index();
         let mut pos = 0;
@@ -607,7 +611,7 @@ impl Http2Conn {
     }
 
     /// `len` octets of `dir` were lost at the current position.
-    pub fn lost(&mut self, dir: Direction, len: u64, ts: u64, out: &mut Vec<Exchange>) {
+    pub fn lost(&mut self, dir: Direction, len: u64, ts: u64, out: &mut Vec<Box<Exchange>>) {
         let d = dir.index();
         self.counters.lost_bytes += len;
         if len == 0 {
@@ -674,7 +678,7 @@ impl Http2Conn {
 
     /// The connection is gone (or capture ends): flush every open stream,
     /// flagged `incomplete` unless both ends had finished.
-    pub fn close(&mut self, ts: u64, out: &mut Vec<Exchange>) {
+    pub fn close(&mut self, ts: u64, out: &mut Vec<Box<Exchange>>) {
         let _ = ts;
         while !self.streams.is_empty() {
             self.close_stream(0, Flags::INCOMPLETE, out);
@@ -683,7 +687,13 @@ impl Http2Conn {
 
     // ---- frames ----
 
-    fn frame_start(&mut self, dir: Direction, h: FrameHeader, ts: u64, out: &mut Vec<Exchange>) {
+    fn frame_start(
+        &mut self,
+        dir: Direction,
+        h: FrameHeader,
+        ts: u64,
+        out: &mut Vec<Box<Exchange>>,
+    ) {
         let d = dir.index();
         self.counters.frames += 1;
         {
@@ -796,7 +806,7 @@ impl Http2Conn {
         self.advance(dir, ts, out);
     }
 
-    fn frame_prefix(&mut self, dir: Direction, p: &[u8], ts: u64, out: &mut Vec<Exchange>) {
+    fn frame_prefix(&mut self, dir: Direction, p: &[u8], ts: u64, out: &mut Vec<Box<Exchange>>) {
         let d = dir.index();
         let h = self.dirs[d].frame;
         {
@@ -851,7 +861,7 @@ impl Http2Conn {
         dir: Direction,
         rest: &[u8],
         ts: u64,
-        out: &mut Vec<Exchange>,
+        out: &mut Vec<Box<Exchange>>,
     ) -> usize {
         let d = dir.index();
         let dd = &mut self.dirs[d];
@@ -906,7 +916,7 @@ impl Http2Conn {
     }
 
     /// After consuming: move to padding, or end the frame.
-    fn advance(&mut self, dir: Direction, ts: u64, out: &mut Vec<Exchange>) {
+    fn advance(&mut self, dir: Direction, ts: u64, out: &mut Vec<Box<Exchange>>) {
         let dd = &mut self.dirs[dir.index()];
         if dd.phase == Phase::Payload && dd.remaining > 0 && dd.remaining == dd.pad {
             dd.phase = Phase::Padding;
@@ -917,7 +927,7 @@ impl Http2Conn {
         }
     }
 
-    fn frame_end(&mut self, dir: Direction, ts: u64, out: &mut Vec<Exchange>) {
+    fn frame_end(&mut self, dir: Direction, ts: u64, out: &mut Vec<Box<Exchange>>) {
         let d = dir.index();
         let h = self.dirs[d].frame;
         if self.dirs[d].distrusted {
@@ -997,7 +1007,7 @@ impl Http2Conn {
         parent: u32,
         promised: u32,
         ts: u64,
-        out: &mut Vec<Exchange>,
+        out: &mut Vec<Box<Exchange>>,
     ) {
         if let Some(b) = &mut self.dirs[dir.index()].block {
             b.promise = Some(promised);
@@ -1018,7 +1028,7 @@ impl Http2Conn {
         }
     }
 
-    fn finish_block(&mut self, dir: Direction, ts: u64, out: &mut Vec<Exchange>) {
+    fn finish_block(&mut self, dir: Direction, ts: u64, out: &mut Vec<Box<Exchange>>) {
         let d = dir.index();
         let Some(ctx) = self.dirs[d].block.take() else {
             return;
@@ -1139,7 +1149,7 @@ impl Http2Conn {
         create: bool,
         kind: FrameType,
         ts: u64,
-        out: &mut Vec<Exchange>,
+        out: &mut Vec<Box<Exchange>>,
     ) -> Option<usize> {
         if let Some(i) = self.find(id) {
             return Some(i);
@@ -1191,7 +1201,7 @@ impl Http2Conn {
         s.pushed || s.upgrade.is_some() || (s.first_was_headers && Some(s.first_dir) == self.client)
     }
 
-    fn end_half(&mut self, i: usize, dir: Direction, out: &mut Vec<Exchange>) {
+    fn end_half(&mut self, i: usize, dir: Direction, out: &mut Vec<Box<Exchange>>) {
         let s = &mut self.streams[i];
         s.halves[dir.index()].ended = true;
         let both = s.halves[0].ended && s.halves[1].ended;
@@ -1201,7 +1211,7 @@ impl Http2Conn {
         }
     }
 
-    fn goaway(&mut self, sender: Direction, last: u32, out: &mut Vec<Exchange>) {
+    fn goaway(&mut self, sender: Direction, last: u32, out: &mut Vec<Box<Exchange>>) {
         self.counters.goaways += 1;
         self.flags |= Flags::GOAWAY;
         // Streams the receiver opened above `last` were not processed.
@@ -1291,7 +1301,7 @@ impl Http2Conn {
         (off, false)
     }
 
-    fn close_stream(&mut self, i: usize, extra: Flags, out: &mut Vec<Exchange>) {
+    fn close_stream(&mut self, i: usize, extra: Flags, out: &mut Vec<Box<Exchange>>) {
         let s = self.streams.swap_remove(i);
         self.counters.streams_closed += 1;
         if self.recently_closed.len() >= RECENTLY_CLOSED {
@@ -1301,7 +1311,7 @@ impl Http2Conn {
         out.push(self.exchange(s, extra));
     }
 
-    fn exchange(&mut self, s: Stream, extra: Flags) -> Exchange {
+    fn exchange(&mut self, s: Stream, extra: Flags) -> Box<Exchange> {
         // Without evidence of sides, guess that the traced process serves.
         let client = self.client.unwrap_or(Direction::Ingress);
         let mut ex = Exchange::new(Proto::Http2, side_of(client));
@@ -1326,7 +1336,9 @@ impl Http2Conn {
             // Into the (possibly recycled) record's own buffers.
             push_text(&mut ex.method, rq.method);
             push_text(&mut ex.path, rq.path);
-            ex.authority = rq.authority.or(rq.host).map(string_from);
+            if let Some(authority) = rq.authority.or(rq.host) {
+                ex.set_authority(authority);
+            }
         } else if s.upgrade.is_none() {
             ex.flags |= Flags::NO_REQUEST;
         }
@@ -1362,7 +1374,7 @@ impl Http2Conn {
         let old = std::mem::replace(&mut ex.request, message(req));
         self.keep_lists(old);
         if resp_seen {
-            let old = std::mem::replace(ex.response.insert(Message::new()), message(resp));
+            let old = std::mem::replace(ex.response_mut(), message(resp));
             self.keep_lists(old);
         }
         ex

@@ -14,7 +14,7 @@ pub struct Feed {
     pub conn: Connection,
     pub pos: [u64; 2],
     pub ts: u64,
-    pub out: Vec<Exchange>,
+    pub out: Vec<Box<Exchange>>,
 }
 
 impl Feed {
@@ -76,7 +76,7 @@ impl Feed {
         self
     }
 
-    pub fn close(&mut self) -> Vec<Exchange> {
+    pub fn close(&mut self) -> Vec<Box<Exchange>> {
         self.ts += 1000;
         self.conn.close(self.ts, &mut self.out);
         std::mem::take(&mut self.out)
@@ -124,8 +124,8 @@ pub fn x(
     }
 }
 
-pub fn sums(v: &[Exchange]) -> Vec<Sum> {
-    v.iter().map(sum).collect()
+pub fn sums(v: &[Box<Exchange>]) -> Vec<Sum> {
+    v.iter().map(|e| sum(e)).collect()
 }
 
 /// `GET {path}` with a Host header.

@@ -48,7 +48,7 @@ pub fn dir_of(d: u8, traced_is_client: bool) -> Direction {
 pub struct Feeder {
     pub conn: Http2Conn,
     pending: [Vec<u8>; 2],
-    pub out: Vec<Exchange>,
+    pub out: Vec<Box<Exchange>>,
 }
 
 impl Feeder {
@@ -83,7 +83,7 @@ impl Feeder {
         self.pending[dir.index()].len()
     }
 
-    pub fn close(mut self, ts: u64) -> (Vec<Exchange>, Http2Conn) {
+    pub fn close(mut self, ts: u64) -> (Vec<Box<Exchange>>, Http2Conn) {
         self.conn.close(ts, &mut self.out);
         (self.out, self.conn)
     }
@@ -129,7 +129,7 @@ pub fn replay(
     traced_is_client: bool,
     split: usize,
     with_ts: bool,
-) -> (Vec<Exchange>, Http2Conn) {
+) -> (Vec<Box<Exchange>>, Http2Conn) {
     let mut f = Feeder::new(cfg, start);
     let mut last = 0;
     for (d, t, b) in chunks {
@@ -173,7 +173,7 @@ pub fn get<'a>(h: &'a Headers, name: &str) -> Option<&'a str> {
         .map(|v| std::str::from_utf8(v).unwrap())
 }
 
-pub fn by_stream(ex: &[Exchange], id: u32) -> &Exchange {
+pub fn by_stream(ex: &[Box<Exchange>], id: u32) -> &Exchange {
     ex.iter()
         .find(|e| e.stream_id == Some(id))
         .unwrap_or_else(|| panic!("no exchange for stream {id}"))
