@@ -329,16 +329,24 @@ fn copy_headers<'a>(
     };
     headers.clear();
     headers.reserve(fields.len(), block.len());
-    headers.extend_from_block(
-        block,
-        fields.iter().map(|h| {
-            if h.value.len() > max_value {
-                (h.name.as_bytes(), &h.value[..max_value], FIELD_TRUNCATED)
-            } else {
-                (h.name.as_bytes(), h.value, 0)
-            }
-        }),
-    );
+    if block.len() <= max_value {
+        // No value can be too long: the usual case, without a check per field.
+        headers.extend_from_block(
+            block,
+            fields.iter().map(|h| (h.name.as_bytes(), h.value, 0)),
+        );
+    } else {
+        headers.extend_from_block(
+            block,
+            fields.iter().map(|h| {
+                if h.value.len() > max_value {
+                    (h.name.as_bytes(), &h.value[..max_value], FIELD_TRUNCATED)
+                } else {
+                    (h.name.as_bytes(), h.value, 0)
+                }
+            }),
+        );
+    }
     let mut scan = FramingScan::default();
     for h in fields {
         scan.field(h.name.as_bytes(), h.value);
