@@ -81,7 +81,7 @@ impl Redactor {
     /// stays visible; the credential does not.
     fn value<'a>(&self, name: &[u8], value: &'a [u8]) -> Cow<'a, str> {
         if !self.is_secret(name) {
-            return String::from_utf8_lossy(value);
+            return text(value);
         }
         let is_auth = name.eq_ignore_ascii_case(b"authorization")
             || name.eq_ignore_ascii_case(b"proxy-authorization");
@@ -95,10 +95,40 @@ impl Redactor {
         Cow::Owned(format!("<redacted {} bytes>", value.len()))
     }
 
-    fn headers<'a>(&self, h: &'a Headers) -> Vec<[Cow<'a, str>; 2]> {
-        h.iter()
-            .map(|(n, v, _)| [String::from_utf8_lossy(n), self.value(n, v)])
-            .collect()
+    /// `h` as JSON `[[name, value], ...]`, redacted, written as it is
+    /// serialized (no copy of the list is built first).
+    fn headers<'a>(&'a self, h: Option<&'a Headers>) -> HeaderPairs<'a> {
+        HeaderPairs {
+            list: h,
+            redact: self,
+        }
+    }
+}
+
+/// `bytes` as text, invalid UTF-8 replaced. Header bytes are nearly always
+/// ASCII, which `str::from_utf8` checks a word at a time; the lossy
+/// conversion walks them byte by byte.
+fn text(bytes: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => Cow::Borrowed(s),
+        Err(_) => String::from_utf8_lossy(bytes),
+    }
+}
+
+/// A header list in `--json` output; see [`Redactor::headers`].
+struct HeaderPairs<'a> {
+    list: Option<&'a Headers>,
+    redact: &'a Redactor,
+}
+
+impl Serialize for HeaderPairs<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = s.serialize_seq(Some(self.list.map_or(0, Headers::len)))?;
+        for (n, v, _) in self.list.into_iter().flat_map(Headers::iter) {
+            seq.serialize_element(&[text(n), self.redact.value(n, v)])?;
+        }
+        seq.end()
     }
 }
 
@@ -172,14 +202,10 @@ impl Renderer {
             interim: &ex.interim,
             grpc_status: ex.grpc.as_ref().and_then(|g| g.status),
             grpc: ex.grpc.as_ref().map(GrpcJson::from),
-            req_headers: self.redact.headers(&ex.request.headers),
-            resp_headers: resp
-                .map(|r| self.redact.headers(&r.headers))
-                .unwrap_or_default(),
-            req_trailers: self.redact.headers(&ex.request.trailers),
-            resp_trailers: resp
-                .map(|r| self.redact.headers(&r.trailers))
-                .unwrap_or_default(),
+            req_headers: self.redact.headers(Some(&ex.request.headers)),
+            resp_headers: self.redact.headers(resp.map(|r| &r.headers)),
+            req_trailers: self.redact.headers(Some(&ex.request.trailers)),
+            resp_trailers: self.redact.headers(resp.map(|r| &r.trailers)),
             req_body_len: ex.request.body_len,
             resp_body_len: resp.map(|r| r.body_len),
             req_body_b64: self.bodies.then(|| b64(&ex.request.body_preview)),
@@ -401,10 +427,10 @@ struct ExchangeJson<'a> {
     interim: &'a [u16],
     grpc_status: Option<u32>,
     grpc: Option<GrpcJson<'a>>,
-    req_headers: Vec<[Cow<'a, str>; 2]>,
-    resp_headers: Vec<[Cow<'a, str>; 2]>,
-    req_trailers: Vec<[Cow<'a, str>; 2]>,
-    resp_trailers: Vec<[Cow<'a, str>; 2]>,
+    req_headers: HeaderPairs<'a>,
+    resp_headers: HeaderPairs<'a>,
+    req_trailers: HeaderPairs<'a>,
+    resp_trailers: HeaderPairs<'a>,
     req_body_len: u64,
     resp_body_len: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
