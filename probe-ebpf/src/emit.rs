@@ -22,15 +22,17 @@ pub fn comm() -> [u8; COMM_LEN] {
     bpf_get_current_comm().unwrap_or([0; COMM_LEN])
 }
 
-/// Copies a fixed-size record into the ring buffer; a full buffer is counted.
+/// Copies a fixed-size record (connection, close, exit, Go span, exec) into
+/// the ring buffer, waking the reader as data events do; a full buffer is
+/// counted.
 #[inline(always)]
 pub fn record<T>(ev: &T) {
-    if EVENTS.output(ev, 0).is_err() {
+    if EVENTS.output(ev, wakeup_flag()).is_err() {
         count(stat::RINGBUF_DROPS, 1);
     }
 }
 
-/// Ring buffer flag for a data event: wake the reader only when enough bytes
+/// Ring buffer flag for an event: wake the reader only when enough bytes
 /// wait (`Config::wakeup_bytes`); between wake-ups it polls on a short timer.
 /// Waking it for every event costs a context switch per syscall, which on a
 /// busy machine is most of what capture costs.
