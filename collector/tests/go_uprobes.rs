@@ -39,13 +39,46 @@ fn tuples(out: &Output) -> BTreeMap<Tuple, (u64, u64)> {
     map
 }
 
-fn t(caller: &str, func: &str, callee: &str, callee_func: &str) -> Tuple {
-    (
-        caller.into(),
-        func.into(),
-        callee.into(),
-        callee_func.into(),
-    )
+/// Asserts that `sniff topology --json` gave exactly these rows:
+/// (caller, caller_func, callee, callee_func, count, errors).
+fn assert_tuples(out: &Output, want: &[(&str, &str, &str, &str, u64, u64)]) {
+    let want: BTreeMap<Tuple, (u64, u64)> = want
+        .iter()
+        .map(|&(caller, func, callee, callee_func, count, errors)| {
+            let key = (
+                caller.into(),
+                func.into(),
+                callee.into(),
+                callee_func.into(),
+            );
+            (key, (count, errors))
+        })
+        .collect();
+    assert_eq!(tuples(out), want, "stderr:\n{}", out.stderr);
+}
+
+/// The `--json` records of one `type` in sniff's output.
+fn records(out: &Output, kind: &str) -> Vec<serde_json::Value> {
+    out.lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["type"] == kind)
+        .collect()
+}
+
+/// Asserts that `sniff compare` exited 0 with `summary` as its last line.
+fn assert_agree(out: &Output, summary: &str) {
+    let text = out.lines.join("\n");
+    assert!(
+        out.status.success(),
+        "compare failed:\n{text}\n{}",
+        out.stderr
+    );
+    assert_eq!(
+        out.lines.last().map(String::as_str),
+        Some(summary),
+        "{text}"
+    );
 }
 
 /// Starts `sniff topology --json ARGS` and waits until it says it attached
@@ -58,7 +91,12 @@ fn topology_attached_to(exe: &Path, args: &[&str]) -> Sniff {
 
 /// Starts `sniff ARGS` and waits until it says it attached to `exe`.
 fn attached_to(exe: &Path, all: &[&str]) -> Sniff {
-    let mut sniff = Sniff::start(all);
+    let sniff = Sniff::start(all);
+    wait_attached(sniff, exe)
+}
+
+/// Waits until `sniff` says it attached to `exe`.
+fn wait_attached(mut sniff: Sniff, exe: &Path) -> Sniff {
     let name = exe.display().to_string();
     assert!(
         sniff.wait_for_stderr(Duration::from_secs(30), |l| {
@@ -103,13 +141,14 @@ fn seed_demo_100_concurrent_requests_give_exact_tuples() {
         assert_eq!(th.join().unwrap(), 200);
     }
     let out = sniff.stop();
-    let got = tuples(&out);
     let callee = format!("{} (demo)", demo.addr);
-    let want = BTreeMap::from([
-        (t("demo", "/echo", "none", "none"), (100, 0)),
-        (t("demo", "/handle", &callee, "/echo"), (100, 0)),
-    ]);
-    assert_eq!(got, want, "stderr:\n{}", out.stderr);
+    assert_tuples(
+        &out,
+        &[
+            ("demo", "/echo", "none", "none", 100, 0),
+            ("demo", "/handle", &callee, "/echo", 100, 0),
+        ],
+    );
 }
 
 /// The same demo stripped of symbols and DWARF (`-ldflags=-s -w`):
@@ -132,11 +171,13 @@ fn stripped_binary_gives_the_same_tuples() {
     }
     let out = sniff.stop();
     let callee = format!("{} (shop)", demo.addr);
-    let want = BTreeMap::from([
-        (t("shop", "/echo", "none", "none"), (10, 0)),
-        (t("shop", "/handle", &callee, "/echo"), (10, 0)),
-    ]);
-    assert_eq!(tuples(&out), want, "stderr:\n{}", out.stderr);
+    assert_tuples(
+        &out,
+        &[
+            ("shop", "/echo", "none", "none", 10, 0),
+            ("shop", "/handle", &callee, "/echo", 10, 0),
+        ],
+    );
 }
 
 /// A call made from a goroutine the handler started is linked to the
@@ -161,14 +202,16 @@ fn child_goroutine_is_linked_and_channel_worker_is_not() {
     }
     let out = sniff.stop();
     let callee = format!("{} (handoff)", p.addr);
-    let want = BTreeMap::from([
-        (t("handoff", "/child", &callee, "/echo"), (5, 0)),
-        (t("handoff", "/echo", "none", "none"), (10, 0)),
-        (t("handoff", "/fail", "none", "none"), (2, 2)),
-        (t("handoff", "/worker", "none", "none"), (5, 0)),
-        (t("handoff", "unlinked", &callee, "/echo"), (5, 0)),
-    ]);
-    assert_eq!(tuples(&out), want, "stderr:\n{}", out.stderr);
+    assert_tuples(
+        &out,
+        &[
+            ("handoff", "/child", &callee, "/echo", 5, 0),
+            ("handoff", "/echo", "none", "none", 10, 0),
+            ("handoff", "/fail", "none", "none", 2, 2),
+            ("handoff", "/worker", "none", "none", 5, 0),
+            ("handoff", "unlinked", &callee, "/echo", 5, 0),
+        ],
+    );
 }
 
 /// A Go program started after sniff (a binary sniff has never seen) is
@@ -184,24 +227,19 @@ fn program_started_after_sniff_is_probed() {
     // Nothing of ours runs it yet.
     assert!(!sniff.wait_for_stderr(Duration::from_millis(300), |l| l.contains("latecomer")));
     let p = GoProc::start(&exe, &["127.0.0.1:0"]);
-    let name = exe.display().to_string();
-    assert!(
-        sniff.wait_for_stderr(Duration::from_secs(30), |l| {
-            l.contains("Go uprobes attached to") && l.contains(&name)
-        }),
-        "sniff did not attach to {name}:\n{}",
-        sniff.stop().stderr
-    );
+    let sniff = wait_attached(sniff, &exe);
     for _ in 0..3 {
         assert_eq!(get(&p.addr, "/child"), 200);
     }
     let out = sniff.stop();
     let callee = format!("{} (latecomer)", p.addr);
-    let want = BTreeMap::from([
-        (t("latecomer", "/child", &callee, "/echo"), (3, 0)),
-        (t("latecomer", "/echo", "none", "none"), (3, 0)),
-    ]);
-    assert_eq!(tuples(&out), want, "stderr:\n{}", out.stderr);
+    assert_tuples(
+        &out,
+        &[
+            ("latecomer", "/child", &callee, "/echo", 3, 0),
+            ("latecomer", "/echo", "none", "none", 3, 0),
+        ],
+    );
 }
 
 /// `sniff compare` on Go HTTP/1 traffic over connections opened after it
@@ -219,19 +257,10 @@ fn compare_agrees_on_go_http1() {
     for _ in 0..20 {
         assert_eq!(get(&demo.addr, "/handle"), 200);
     }
-    let out = sniff.stop();
-    assert!(
-        out.status.success(),
-        "compare failed:\n{}\n{}",
-        out.lines.join("\n"),
-        out.stderr
-    );
     // /handle served, /echo called, /echo served: 20 each.
-    assert_eq!(
-        out.lines.last().map(String::as_str),
-        Some("agree: 60 matched, 0 only in syscalls, 0 only in uprobes, 0 field mismatches"),
-        "{}",
-        out.lines.join("\n")
+    assert_agree(
+        &sniff.stop(),
+        "agree: 60 matched, 0 only in syscalls, 0 only in uprobes, 0 field mismatches",
     );
 }
 
@@ -286,12 +315,7 @@ fn source_both_adds_the_go_view_to_exchanges() {
     let sniff = attached_to(&exe, &["--json", "--pid", &pid]);
     assert_eq!(get(&demo.addr, "/handle"), 200);
     let out = sniff.stop();
-    let exchanges: Vec<serde_json::Value> = out
-        .lines
-        .iter()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["type"] == "exchange")
-        .collect();
+    let exchanges = records(&out, "exchange");
     let find = |path: &str, side: &str| {
         exchanges
             .iter()
@@ -327,12 +351,7 @@ fn grpc_calls_from_uprobes_and_compare_agrees() {
         assert_eq!(p.ask(), "SERVING");
     }
     let out = sniff.stop();
-    let calls: Vec<serde_json::Value> = out
-        .lines
-        .iter()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .filter(|v| v["type"] == "go_grpc_call")
-        .collect();
+    let calls = records(&out, "go_grpc_call");
     assert_eq!(calls.len(), 6, "{:?}\n{}", out.lines, out.stderr);
     for side in ["client", "server"] {
         let mine: Vec<_> = calls.iter().filter(|c| c["side"] == side).collect();
@@ -366,18 +385,9 @@ fn grpc_calls_from_uprobes_and_compare_agrees() {
     for _ in 0..5 {
         assert_eq!(p.ask(), "SERVING");
     }
-    let out = sniff.stop();
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        out.lines.join("\n"),
-        out.stderr
-    );
-    assert_eq!(
-        out.lines.last().map(String::as_str),
-        Some("agree: 10 matched, 0 only in syscalls, 0 only in uprobes, 0 field mismatches"),
-        "{}",
-        out.lines.join("\n")
+    assert_agree(
+        &sniff.stop(),
+        "agree: 10 matched, 0 only in syscalls, 0 only in uprobes, 0 field mismatches",
     );
 }
 
@@ -402,12 +412,7 @@ fn grpc_headers_from_uprobes_fill_a_late_joined_connection() {
         assert_eq!(p.ask(), "SERVING");
     }
     let out = sniff.stop();
-    let exchanges: Vec<serde_json::Value> = out
-        .lines
-        .iter()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["type"] == "exchange")
-        .collect();
+    let exchanges = records(&out, "exchange");
     assert_eq!(exchanges.len(), 2, "{exchanges:?}\n{}", out.stderr);
     for ex in &exchanges {
         let flags: Vec<&str> = ex["flags"]
@@ -451,20 +456,22 @@ fn pie_binary_is_probed() {
     let exe = build("handoff", "pie", "handoff", &["-buildmode=pie"]);
     let p = GoProc::start(&exe, &["127.0.0.1:0"]);
     let pid = p.pid().to_string();
-    let sniff = attached_to(&exe, &["topology", "--json", "--pid", &pid]);
+    let sniff = topology_attached_to(&exe, &["--pid", &pid]);
     for _ in 0..2 {
         assert_eq!(get(&p.addr, "/child"), 200);
         assert_eq!(get(&p.addr, "/worker"), 200);
     }
     let out = sniff.stop();
     let callee = format!("{} (handoff)", p.addr);
-    let want = BTreeMap::from([
-        (t("handoff", "/child", &callee, "/echo"), (2, 0)),
-        (t("handoff", "/echo", "none", "none"), (4, 0)),
-        (t("handoff", "/worker", "none", "none"), (2, 0)),
-        (t("handoff", "unlinked", &callee, "/echo"), (2, 0)),
-    ]);
-    assert_eq!(tuples(&out), want, "stderr:\n{}", out.stderr);
+    assert_tuples(
+        &out,
+        &[
+            ("handoff", "/child", &callee, "/echo", 2, 0),
+            ("handoff", "/echo", "none", "none", 4, 0),
+            ("handoff", "/worker", "none", "none", 2, 0),
+            ("handoff", "unlinked", &callee, "/echo", 2, 0),
+        ],
+    );
 }
 
 /// Calls made at stack depths 0..=400 from fresh goroutines: at some depths
@@ -480,17 +487,19 @@ fn entries_repeated_by_stack_growth_are_counted_once() {
     let exe = build("handoff", "full", "handoff", &[]);
     let p = GoProc::start(&exe, &["127.0.0.1:0"]);
     let pid = p.pid().to_string();
-    let sniff = attached_to(&exe, &["topology", "--json", "--pid", &pid]);
+    let sniff = topology_attached_to(&exe, &["--pid", &pid]);
     for d in 0..=400 {
         assert_eq!(get(&p.addr, &format!("/deep?d={d}")), 200);
     }
     let out = sniff.stop();
     let callee = format!("{} (handoff)", p.addr);
-    let want = BTreeMap::from([
-        (t("handoff", "/deep", &callee, "/echo"), (401, 0)),
-        (t("handoff", "/echo", "none", "none"), (401, 0)),
-    ]);
-    assert_eq!(tuples(&out), want, "stderr:\n{}", out.stderr);
+    assert_tuples(
+        &out,
+        &[
+            ("handoff", "/deep", &callee, "/echo", 401, 0),
+            ("handoff", "/echo", "none", "none", 401, 0),
+        ],
+    );
     let dup: u64 = out
         .stderr
         .lines()
@@ -514,7 +523,7 @@ fn http_handler_calling_grpc_is_linked() {
     let p = GoProc::start(&exe, &[]);
     let (http, grpc) = p.addr.split_once(' ').expect("HTTPADDR GRPCADDR");
     let pid = p.pid().to_string();
-    let sniff = attached_to(&exe, &["topology", "--json", "--pid", &pid]);
+    let sniff = topology_attached_to(&exe, &["--pid", &pid]);
     for _ in 0..4 {
         assert_eq!(get(http, "/grpc"), 200);
         assert_eq!(get(http, "/go"), 200);
@@ -522,9 +531,11 @@ fn http_handler_calling_grpc_is_linked() {
     let out = sniff.stop();
     let callee = format!("{grpc} (mixed)");
     let method = "/grpc.health.v1.Health/Check";
-    let want = BTreeMap::from([
-        (t("mixed", "/go", &callee, method), (4, 0)),
-        (t("mixed", "/grpc", &callee, method), (4, 0)),
-    ]);
-    assert_eq!(tuples(&out), want, "stderr:\n{}", out.stderr);
+    assert_tuples(
+        &out,
+        &[
+            ("mixed", "/go", &callee, method, 4, 0),
+            ("mixed", "/grpc", &callee, method, 4, 0),
+        ],
+    );
 }
