@@ -3,7 +3,7 @@
 //! version is `SCHEMA_VERSION`). Secrets are redacted in both unless the user
 //! says otherwise.
 
-use std::{borrow::Cow, io, io::Write, net::SocketAddr};
+use std::{borrow::Cow, fmt, io, io::Write, net::SocketAddr};
 
 use base64::Engine as _;
 use protocols::record::{Exchange, FIELD_UNKNOWN, Flags, Grpc, Headers, Proto, Side};
@@ -220,43 +220,44 @@ impl Renderer {
         }
     }
 
-    fn paint(&self, code: &str, text: &str) -> String {
-        if self.color {
-            format!("\x1b[{code}m{text}\x1b[0m")
-        } else {
-            text.to_string()
-        }
+    /// `text` in colour `code` (an SGR parameter) when colour is on.
+    fn paint<T: fmt::Display>(&self, code: &'static str, text: T) -> Paint<T> {
+        Paint(self.color.then_some(code), text)
     }
 
-    fn human(
+    /// Written straight to `out`: a line per exchange is on the hot path of
+    /// the main command, so no intermediate strings.
+    fn human<W: Write>(
         &self,
-        out: &mut impl Write,
+        out: &mut W,
         ex: &Exchange,
         meta: &ConnMeta,
         go: Option<&GoView>,
     ) -> io::Result<()> {
-        let time = local_time(self.start_ns(ex));
-        let latency = ex.latency_ns().map(latency_human).unwrap_or_default();
         let resp = ex.response.as_ref();
         // Line 1: what was asked and answered.
-        let head = match &ex.grpc {
+        write!(out, "{} ", LocalTime(self.start_ns(ex)))?;
+        match &ex.grpc {
             Some(g) => {
-                let status = match g.status {
-                    Some(code) => {
-                        let text = format!("{} ({code})", grpc_status_name(code));
-                        self.paint(if code == 0 { "32" } else { "31" }, &text)
-                    }
-                    None => match ex.status {
-                        Some(s) if s != 200 => self.status_text(s, None),
-                        _ => self.paint("33", "no status"),
-                    },
-                };
-                format!(
-                    "{} {}/{} → {status}",
+                write!(
+                    out,
+                    "{} {}/{} → ",
                     self.paint("1;35", "gRPC"),
                     g.service,
                     self.paint("1", &g.method),
-                )
+                )?;
+                match (g.status, ex.status) {
+                    (Some(code), _) => write!(
+                        out,
+                        "{}",
+                        self.paint(
+                            if code == 0 { "32" } else { "31" },
+                            format_args!("{} ({code})", grpc_status_name(code))
+                        )
+                    )?,
+                    (None, Some(s)) if s != 200 => write!(out, "{}", self.status_text(s, None))?,
+                    (None, _) => write!(out, "{}", self.paint("33", "no status"))?,
+                }
             }
             None => {
                 let method = if ex.method.is_empty() {
@@ -264,78 +265,75 @@ impl Renderer {
                 } else {
                     &ex.method
                 };
-                let status = match ex.status {
-                    Some(s) => self.status_text(s, ex.reason.as_deref()),
-                    None => self.paint("33", "(no response)"),
-                };
-                format!(
-                    "{} {} {} → {status}",
+                write!(
+                    out,
+                    "{} {} {} → ",
                     self.paint("1", method),
                     ex.path,
                     ex.version
-                )
+                )?;
+                match ex.status {
+                    Some(s) => write!(out, "{}", self.status_text(s, ex.reason.as_deref()))?,
+                    None => write!(out, "{}", self.paint("33", "(no response)"))?,
+                }
             }
-        };
-        writeln!(out, "{time} {head}  {latency}")?;
+        }
+        let latency = ex.latency_ns().map(latency_human).unwrap_or_default();
+        writeln!(out, "  {latency}")?;
 
-        // Line 2: who talked to whom, and how much.
-        let me = format!("{}[{}]", meta.comm, meta.key.tgid);
-        let them = meta
-            .peer
-            .as_ref()
-            .map(|p| format!("{}[{}] ", p.comm, p.pid))
-            .unwrap_or_default();
-        let addr = |a: Option<SocketAddr>| a.map(|a| a.to_string()).unwrap_or_else(|| "?".into());
-        let (client, server) = match ex.side {
-            Side::Client => (
-                format!("{me} {}", addr(meta.local)),
-                format!("{them}{}", addr(meta.remote)),
-            ),
-            Side::Server => (
-                format!("{them}{}", addr(meta.remote)),
-                format!("{me} {}", addr(meta.local)),
-            ),
-        };
-        let mut line = format!("  {client} → {server}");
+        // Line 2, dimmed: who talked to whom, and how much.
+        self.dim_start(out)?;
+        let me = Proc(&meta.comm, meta.key.tgid);
+        let them = PeerPrefix(meta.peer.as_ref());
+        match ex.side {
+            Side::Client => write!(
+                out,
+                "  {me} {} → {them}{}",
+                Addr(meta.local),
+                Addr(meta.remote)
+            )?,
+            Side::Server => write!(
+                out,
+                "  {them}{} → {me} {}",
+                Addr(meta.remote),
+                Addr(meta.local)
+            )?,
+        }
         if ex.proto == Proto::Http2 {
-            line.push_str(&format!("  h2 stream {}", ex.stream_id.unwrap_or(0)));
+            write!(out, "  h2 stream {}", ex.stream_id.unwrap_or(0))?;
         }
         if let Some(g) = &ex.grpc {
-            line.push_str(&format!(
+            write!(
+                out,
                 "  {} {}→{} msgs",
                 g.kind.as_str(),
                 g.req_messages,
                 g.resp_messages
-            ));
+            )?;
         }
-        line.push_str(&format!(
-            "  req {} resp {}",
-            bytes_human(ex.request.body_len),
-            resp.map(|r| bytes_human(r.body_len))
-                .unwrap_or_else(|| "-".into())
-        ));
+        write!(out, "  req {} resp ", bytes_human(ex.request.body_len))?;
+        match resp {
+            Some(r) => write!(out, "{}", bytes_human(r.body_len))?,
+            None => write!(out, "-")?,
+        }
         if let Some(code) = ex.reset_code {
-            line.push_str(&format!("  reset ({})", h2_error_name(code)));
+            write!(out, "  reset ({})", h2_error_name(code))?;
         }
         if let Some(m) = ex.grpc.as_ref().and_then(|g| g.message.as_deref()) {
-            line.push_str(&format!("  \"{m}\""));
+            write!(out, "  \"{m}\"")?;
         }
         if !ex.flags.is_empty() {
-            let flags: Vec<&str> = ex.flags.names().collect();
-            line.push_str("  ");
-            line.push_str(&self.paint("35", &format!("[{}]", flags.join(", "))));
+            write!(out, "  {}", self.paint("35", FlagList(ex.flags)))?;
         }
-        writeln!(out, "{}", self.dim(&line))?;
+        self.dim_end(out)?;
         if let Some(g) = go {
-            let what = match ex.side {
-                Side::Client => format!("called from handler {}", g.caller_func),
-                Side::Server => format!("handler {}", g.caller_func),
-            };
-            writeln!(
-                out,
-                "{}",
-                self.dim(&format!("  go: goroutine {}, {what}", g.goroutine))
-            )?;
+            self.dim_start(out)?;
+            write!(out, "  go: goroutine {}, ", g.goroutine)?;
+            match ex.side {
+                Side::Client => write!(out, "called from handler {}", g.caller_func)?,
+                Side::Server => write!(out, "handler {}", g.caller_func)?,
+            }
+            self.dim_end(out)?;
         }
 
         if self.headers {
@@ -357,13 +355,20 @@ impl Renderer {
         Ok(())
     }
 
-    fn dim(&self, s: &str) -> String {
-        // The second line is detail: keep it quieter than the first.
+    /// Starts a detail line, kept quieter than the first.
+    fn dim_start(&self, out: &mut impl Write) -> io::Result<()> {
         if self.color {
-            format!("\x1b[2m{s}\x1b[0m")
-        } else {
-            s.to_string()
+            out.write_all(b"\x1b[2m")?;
         }
+        Ok(())
+    }
+
+    /// Ends a line started with [`Renderer::dim_start`].
+    fn dim_end(&self, out: &mut impl Write) -> io::Result<()> {
+        if self.color {
+            out.write_all(b"\x1b[0m")?;
+        }
+        out.write_all(b"\n")
     }
 
     fn header_lines(&self, out: &mut impl Write, dir: &str, h: &Headers) -> io::Result<()> {
@@ -383,18 +388,14 @@ impl Renderer {
         Ok(())
     }
 
-    fn status_text(&self, status: u16, reason: Option<&str>) -> String {
-        let text = match reason {
-            Some(r) if !r.is_empty() => format!("{status} {r}"),
-            _ => status.to_string(),
-        };
+    fn status_text<'a>(&self, status: u16, reason: Option<&'a str>) -> Paint<Status<'a>> {
         let code = match status {
             200..=299 => "32",
             300..=399 => "36",
             400..=499 => "33",
             _ => "31",
         };
-        self.paint(code, &text)
+        self.paint(code, Status(status, reason))
     }
 }
 
@@ -527,17 +528,96 @@ pub fn latency_human(ns: u64) -> String {
 }
 
 /// Local time of day with microseconds for a Unix time in ns.
-fn local_time(unix_ns: u64) -> String {
-    let secs = (unix_ns / 1_000_000_000) as libc::time_t;
-    let micros = unix_ns % 1_000_000_000 / 1000;
-    // SAFETY: zeroed tm is a valid out-parameter for localtime_r.
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    // SAFETY: valid pointers to a time_t and a tm.
-    unsafe { libc::localtime_r(&secs, &mut tm) };
-    format!(
-        "{:02}:{:02}:{:02}.{:06}",
-        tm.tm_hour, tm.tm_min, tm.tm_sec, micros
-    )
+/// Wall-clock time of day (local time zone) with microseconds.
+struct LocalTime(u64);
+
+impl fmt::Display for LocalTime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secs = (self.0 / 1_000_000_000) as libc::time_t;
+        let micros = self.0 % 1_000_000_000 / 1000;
+        // SAFETY: zeroed tm is a valid out-parameter for localtime_r.
+        let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+        // SAFETY: valid pointers to a time_t and a tm.
+        unsafe { libc::localtime_r(&secs, &mut tm) };
+        write!(
+            f,
+            "{:02}:{:02}:{:02}.{:06}",
+            tm.tm_hour, tm.tm_min, tm.tm_sec, micros
+        )
+    }
+}
+
+/// Text in an SGR colour (`Some(code)`), or plain.
+struct Paint<T>(Option<&'static str>, T);
+
+impl<T: fmt::Display> fmt::Display for Paint<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(code) => write!(f, "\x1b[{code}m{}\x1b[0m", self.1),
+            None => write!(f, "{}", self.1),
+        }
+    }
+}
+
+/// `404 Not Found`, or the code alone without a reason.
+struct Status<'a>(u16, Option<&'a str>);
+
+impl fmt::Display for Status<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.1 {
+            Some(r) if !r.is_empty() => write!(f, "{} {r}", self.0),
+            _ => write!(f, "{}", self.0),
+        }
+    }
+}
+
+/// `comm[pid]`.
+struct Proc<'a>(&'a Comm, u32);
+
+impl fmt::Display for Proc<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}[{}]", self.0, self.1)
+    }
+}
+
+/// The process at the other end, `comm[pid] `, if known.
+struct PeerPrefix<'a>(Option<&'a Peer>);
+
+impl fmt::Display for PeerPrefix<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(p) => write!(f, "{}[{}] ", p.comm, p.pid),
+            None => Ok(()),
+        }
+    }
+}
+
+/// An address, or `?`.
+struct Addr(Option<SocketAddr>);
+
+impl fmt::Display for Addr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(a) => write!(f, "{a}"),
+            None => f.write_str("?"),
+        }
+    }
+}
+
+/// `[gap, incomplete]`.
+struct FlagList(Flags);
+
+impl fmt::Display for FlagList {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[")?;
+        for (i, name) in self.0.names().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            f.write_str(name)?;
+        }
+        f.write_str("]")
+    }
 }
 
 /// Whether flags mean data was lost for this exchange.
