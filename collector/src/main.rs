@@ -8,6 +8,7 @@ mod events;
 mod filter;
 mod format;
 mod golang;
+mod jsonline;
 mod live;
 mod loader;
 mod pipeline;

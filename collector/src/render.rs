@@ -15,6 +15,7 @@ use crate::{
     clock::rfc3339_from_unix_ns,
     events::{Comm, ConnKey},
     format::{bytes_human, preview},
+    jsonline,
 };
 
 /// Version of the `--json` exchange schema. Bump on any incompatible change.
@@ -95,13 +96,20 @@ impl Redactor {
         Cow::Owned(format!("<redacted {} bytes>", value.len()))
     }
 
-    /// `h` as JSON `[[name, value], ...]`, redacted, written as it is
-    /// serialized (no copy of the list is built first).
-    fn headers<'a>(&'a self, h: Option<&'a Headers>) -> HeaderPairs<'a> {
-        HeaderPairs {
-            list: h,
-            redact: self,
-        }
+    /// `h` as JSON `[[name, value], ...]`, redacted (`None`: `[]`).
+    fn write_headers(&self, out: &mut impl Write, h: Option<&Headers>) -> io::Result<()> {
+        let fields = h.into_iter().flat_map(Headers::iter);
+        jsonline::array(out, fields, |w, (n, v, _)| {
+            w.write_all(b"[")?;
+            jsonline::text(w, n)?;
+            w.write_all(b",")?;
+            if self.is_secret(n) {
+                jsonline::string(w, &self.value(n, v))?;
+            } else {
+                jsonline::text(w, v)?;
+            }
+            w.write_all(b"]")
+        })
     }
 }
 
@@ -112,23 +120,6 @@ fn text(bytes: &[u8]) -> Cow<'_, str> {
     match std::str::from_utf8(bytes) {
         Ok(s) => Cow::Borrowed(s),
         Err(_) => String::from_utf8_lossy(bytes),
-    }
-}
-
-/// A header list in `--json` output; see [`Redactor::headers`].
-struct HeaderPairs<'a> {
-    list: Option<&'a Headers>,
-    redact: &'a Redactor,
-}
-
-impl Serialize for HeaderPairs<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeSeq;
-        let mut seq = s.serialize_seq(Some(self.list.map_or(0, Headers::len)))?;
-        for (n, v, _) in self.list.into_iter().flat_map(Headers::iter) {
-            seq.serialize_element(&[text(n), self.redact.value(n, v)])?;
-        }
-        seq.end()
     }
 }
 
@@ -156,9 +147,7 @@ impl Renderer {
         go: Option<&GoView>,
     ) -> io::Result<()> {
         if self.json {
-            let mut view = self.json_view(ex, meta);
-            view.go = go;
-            serde_json::to_writer(&mut *out, &view)?;
+            self.json(out, ex, meta, go)?;
             return out.write_all(b"\n");
         }
         self.human(out, ex, meta, go)
@@ -173,51 +162,73 @@ impl Renderer {
         (first as i128 + self.clock_offset_ns).max(0) as u64
     }
 
-    fn json_view<'a>(&'a self, ex: &'a Exchange, meta: &'a ConnMeta) -> ExchangeJson<'a> {
+    /// One `--json` exchange object (schema: docs/json-schema.md), members
+    /// in the documented order.
+    fn json<W: Write>(
+        &self,
+        out: &mut W,
+        ex: &Exchange,
+        meta: &ConnMeta,
+        go: Option<&GoView>,
+    ) -> io::Result<()> {
         let resp = ex.response.as_ref();
         let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
-        ExchangeJson {
-            schema: SCHEMA_VERSION,
-            kind: "exchange",
-            proto: ex.proto.as_str(),
-            time: rfc3339_from_unix_ns(self.start_ns(ex) as i128),
-            start_ns: self.start_ns(ex),
-            latency_ns: ex.latency_ns(),
-            pid: meta.key.tgid,
-            comm: meta.comm,
-            fd: meta.key.fd,
-            side: ex.side.as_str(),
-            local: meta.local.map(|a| a.to_string()),
-            remote: meta.remote.map(|a| a.to_string()),
-            peer: meta.peer.as_ref(),
-            conn_role: meta.role,
-            tcp_state: meta.tcp_state.map(crate::sock_diag::tcp_state_name),
-            stream_id: ex.stream_id,
-            method: &ex.method,
-            path: &ex.path,
-            authority: ex.authority.as_deref(),
-            version: ex.version,
-            status: ex.status,
-            reason: ex.reason.as_deref(),
-            interim: &ex.interim,
-            grpc_status: ex.grpc.as_ref().and_then(|g| g.status),
-            grpc: ex.grpc.as_ref().map(GrpcJson::from),
-            req_headers: self.redact.headers(Some(&ex.request.headers)),
-            resp_headers: self.redact.headers(resp.map(|r| &r.headers)),
-            req_trailers: self.redact.headers(Some(&ex.request.trailers)),
-            resp_trailers: self.redact.headers(resp.map(|r| &r.trailers)),
-            req_body_len: ex.request.body_len,
-            resp_body_len: resp.map(|r| r.body_len),
-            req_body_b64: self.bodies.then(|| b64(&ex.request.body_preview)),
-            resp_body_b64: if self.bodies {
-                resp.map(|r| b64(&r.body_preview))
-            } else {
-                None
-            },
-            reset_code: ex.reset_code,
-            flags: ex.flags.names().collect(),
-            go: None,
+        let mut o = jsonline::Object::start(out)?;
+        o.num("schema", SCHEMA_VERSION)?;
+        o.str("type", "exchange")?;
+        o.str("proto", ex.proto.as_str())?;
+        o.str("time", &rfc3339_from_unix_ns(self.start_ns(ex) as i128))?;
+        o.num("start_ns", self.start_ns(ex))?;
+        o.opt_num("latency_ns", ex.latency_ns())?;
+        o.num("pid", meta.key.tgid)?;
+        o.str("comm", &meta.comm.as_str())?;
+        o.num("fd", meta.key.fd)?;
+        o.str("side", ex.side.as_str())?;
+        o.opt_str("local", meta.local.map(|a| a.to_string()).as_deref())?;
+        o.opt_str("remote", meta.remote.map(|a| a.to_string()).as_deref())?;
+        o.serde("peer", &meta.peer)?;
+        o.opt_str("conn_role", meta.role)?;
+        o.opt_str(
+            "tcp_state",
+            meta.tcp_state.map(crate::sock_diag::tcp_state_name),
+        )?;
+        o.opt_num("stream_id", ex.stream_id)?;
+        o.str("method", &ex.method)?;
+        o.str("path", &ex.path)?;
+        o.opt_str("authority", ex.authority.as_deref())?;
+        o.str("version", ex.version)?;
+        o.opt_num("status", ex.status)?;
+        o.opt_str("reason", ex.reason.as_deref())?;
+        o.with("interim", |w| {
+            jsonline::array(w, ex.interim.iter().copied(), jsonline::number)
+        })?;
+        o.opt_num("grpc_status", ex.grpc.as_ref().and_then(|g| g.status))?;
+        o.serde("grpc", &ex.grpc.as_ref().map(GrpcJson::from))?;
+        let lists = [
+            ("req_headers", Some(&ex.request.headers)),
+            ("resp_headers", resp.map(|r| &r.headers)),
+            ("req_trailers", Some(&ex.request.trailers)),
+            ("resp_trailers", resp.map(|r| &r.trailers)),
+        ];
+        for (key, list) in lists {
+            o.with(key, |w| self.redact.write_headers(w, list))?;
         }
+        o.num("req_body_len", ex.request.body_len)?;
+        o.opt_num("resp_body_len", resp.map(|r| r.body_len))?;
+        if self.bodies {
+            o.str("req_body_b64", &b64(&ex.request.body_preview))?;
+            if let Some(r) = resp {
+                o.str("resp_body_b64", &b64(&r.body_preview))?;
+            }
+        }
+        o.opt_num("reset_code", ex.reset_code)?;
+        o.with("flags", |w| {
+            jsonline::array(w, ex.flags.names(), jsonline::string)
+        })?;
+        if let Some(go) = go {
+            o.serde("go", go)?;
+        }
+        o.end()
     }
 
     /// `text` in colour `code` (an SGR parameter) when colour is on.
@@ -397,51 +408,6 @@ impl Renderer {
         };
         self.paint(code, Status(status, reason))
     }
-}
-
-/// One line of `--json` output for an exchange (schema version 1).
-#[derive(Serialize)]
-struct ExchangeJson<'a> {
-    schema: u32,
-    #[serde(rename = "type")]
-    kind: &'static str,
-    proto: &'static str,
-    time: String,
-    start_ns: u64,
-    latency_ns: Option<u64>,
-    pid: u32,
-    comm: Comm,
-    fd: i32,
-    side: &'static str,
-    local: Option<String>,
-    remote: Option<String>,
-    peer: Option<&'a Peer>,
-    conn_role: Option<&'a str>,
-    tcp_state: Option<&'static str>,
-    stream_id: Option<u32>,
-    method: &'a str,
-    path: &'a str,
-    authority: Option<&'a str>,
-    version: &'static str,
-    status: Option<u16>,
-    reason: Option<&'a str>,
-    interim: &'a [u16],
-    grpc_status: Option<u32>,
-    grpc: Option<GrpcJson<'a>>,
-    req_headers: HeaderPairs<'a>,
-    resp_headers: HeaderPairs<'a>,
-    req_trailers: HeaderPairs<'a>,
-    resp_trailers: HeaderPairs<'a>,
-    req_body_len: u64,
-    resp_body_len: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    req_body_b64: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    resp_body_b64: Option<String>,
-    reset_code: Option<u32>,
-    flags: Vec<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    go: Option<&'a GoView>,
 }
 
 #[derive(Serialize)]
