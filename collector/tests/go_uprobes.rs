@@ -57,11 +57,15 @@ fn assert_tuples(out: &Output, want: &[(&str, &str, &str, &str, u64, u64)]) {
     assert_eq!(tuples(out), want, "stderr:\n{}", out.stderr);
 }
 
-/// The `--json` records of one `type` in sniff's output.
+/// The `--json` records of one `type` in sniff's output (every line must
+/// be JSON).
 fn records(out: &Output, kind: &str) -> Vec<serde_json::Value> {
     out.lines
         .iter()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}"))
+        })
         .filter(|v| v["type"] == kind)
         .collect()
 }

@@ -37,7 +37,7 @@ pub fn record<T>(ev: &T) {
 /// Waking it for every event costs a context switch per syscall, which on a
 /// busy machine is most of what capture costs.
 #[inline(always)]
-fn wakeup_flag() -> u64 {
+pub fn wakeup_flag() -> u64 {
     let threshold = CONFIG.load().wakeup_bytes as u64;
     if threshold == 0 || EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= threshold {
         BPF_RB_FORCE_WAKEUP as u64

@@ -193,7 +193,7 @@ fn emit_span(t: &Target, id: u64, now: u64, s: &Span) {
     if s.phase == GO_PHASE_ENTRY && read_request(t, s, ev).is_err() {
         ev.flags |= GO_READ_FAILED;
     }
-    entry.submit(0);
+    entry.submit(emit::wakeup_flag());
 }
 
 /// Method, host and path of `*Request`: the server reports `Request.Host`
@@ -461,7 +461,7 @@ pub fn go_grpc_stream_return(ctx: ProbeContext) -> u32 {
         Ok(n) => ev.host_len = n,
         Err(_) => ev.flags |= GO_READ_FAILED,
     }
-    entry.submit(0);
+    entry.submit(emit::wakeup_flag());
     0
 }
 
@@ -519,7 +519,7 @@ fn emit_headers(ctx: &ProbeContext, t: &Target, l: &HeaderList) {
             Err(_) => ev.flags |= GO_READ_FAILED,
         }
     }
-    entry.submit(0);
+    entry.submit(emit::wakeup_flag());
 }
 
 #[inline(always)]
