@@ -214,25 +214,42 @@ impl Connection {
         self.last_ts = self.last_ts.max(ts_ns);
         self.first.get_or_insert(dir);
         let d = dir.index();
-        if let ProtoState::Http1(h) = &mut self.proto
-            && self.streams[d].is_idle_at(pos)
-        {
-            // Fast path: parse in place, copy only an unfinished tail.
-            let n = h.drive_slice(dir, bytes, ts_ns, out);
-            let s = &mut self.streams[d];
-            s.skip_parsed(n);
-            s.push(pos + n as u64, ts_ns, &bytes[n..]);
-            let other = &self.streams[1 - d];
-            if n == bytes.len()
-                && other.buffered() == 0
-                && !other.gap_follows()
-                && h.switch().is_none()
-                && h.seen_message()
-            {
-                return;
+        let idle = self.streams[d].is_idle_at(pos);
+        match &mut self.proto {
+            ProtoState::Http1(h) if idle => {
+                // Fast path: parse in place, copy only an unfinished tail.
+                let n = h.drive_slice(dir, bytes, ts_ns, out);
+                let s = &mut self.streams[d];
+                s.skip_parsed(n);
+                s.push(pos + n as u64, ts_ns, &bytes[n..]);
+                let other = &self.streams[1 - d];
+                if n == bytes.len()
+                    && other.buffered() == 0
+                    && !other.gap_follows()
+                    && h.switch().is_none()
+                    && h.seen_message()
+                {
+                    return;
+                }
             }
-        } else {
-            self.streams[d].push(pos, ts_ns, bytes);
+            // The same for HTTP/2 when the other direction holds nothing
+            // (else it goes first, as `process` would take it).
+            ProtoState::Http2(h)
+                if idle
+                    && self.streams[1 - d].buffered() == 0
+                    && !self.streams[1 - d].gap_follows() =>
+            {
+                let start = out.len();
+                let n = h.feed(dir, bytes, ts_ns, out);
+                mark_upgraded(&mut out[start..]);
+                let s = &mut self.streams[d];
+                s.skip_parsed(n);
+                s.push(pos + n as u64, ts_ns, &bytes[n..]);
+                if n == bytes.len() {
+                    return;
+                }
+            }
+            _ => self.streams[d].push(pos, ts_ns, bytes),
         }
         self.after_input(dir, out);
     }
