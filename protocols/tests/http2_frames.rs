@@ -596,3 +596,35 @@ fn loss_in_push_promise_prefix_does_not_misfile_headers() {
     assert!(r.trailers.is_empty());
     assert!(one.flags.contains(Flags::GAP));
 }
+
+/// Found by the `http1` fuzz target (which also feeds HTTP/2): a loss in a
+/// padded DATA frame that ran past the data into the padding left less
+/// frame than padding, and the next octets of that frame underflowed the
+/// count of data left (a panic in debug builds, a misparse in release).
+#[test]
+fn loss_running_into_the_padding_of_a_data_frame() {
+    let mut w = Wire::new();
+    w.get(1, "/padded");
+    w.headers(S, 1, 0, &[(":status", "200")]);
+    let mut padded = vec![100u8]; // pad length
+    padded.extend_from_slice(&[b'd'; 50]);
+    padded.extend_from_slice(&[0; 100]);
+    let frame_at = w.server.len();
+    w.data(S, 1, PADDED, &padded);
+    w.data(S, 1, END_STREAM, b"tail");
+    // Lose 30 data octets and 60 of padding: 40 of padding remain.
+    let cut = frame_at + 9 + 1 + 20;
+    let mut f = Feeder::new(&Http2Config::default(), Start::Preface);
+    f.feed(C, &w.client, 1);
+    f.feed(S, &w.server[..cut], 2);
+    f.lost(S, 90, 3);
+    f.feed(S, &w.server[cut + 90..], 4);
+    let (ex, conn) = f.close(5);
+    let one = by_stream(&ex, 1);
+    assert_eq!(one.status, Some(200));
+    let r = one.response.as_ref().unwrap();
+    // 20 seen + 30 lost data octets, then the next frame's 4.
+    assert_eq!(r.body_len, 54);
+    assert!(one.flags.contains(Flags::GAP));
+    assert_eq!(conn.counters().resyncs, 0);
+}

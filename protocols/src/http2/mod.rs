@@ -670,6 +670,8 @@ impl Http2Conn {
         }
         let dd = &mut self.dirs[d];
         dd.remaining -= len as u32;
+        // A loss that ran into the padding leaves only padding.
+        dd.pad = dd.pad.min(dd.remaining);
         if dd.phase == Phase::Prefix {
             dd.phase = Phase::Payload;
         }
