@@ -113,6 +113,8 @@ pub struct Reader<R: Read> {
     input: R,
     offset: u64,
     pub header: Header,
+    /// Offset of a last record cut short by the end of the file.
+    cut_short: Option<u64>,
 }
 
 impl<R: Read> Reader<R> {
@@ -142,17 +144,22 @@ impl<R: Read> Reader<R> {
             input,
             offset: 16 + len as u64,
             header,
+            cut_short: None,
         })
     }
 
     /// The next record; `Ok(None)` at the end. A record cut short by the
-    /// end of the file (a recording stopped by SIGKILL) also ends it.
+    /// end of the file (a recording stopped by SIGKILL) also ends it; see
+    /// [`Reader::cut_short`].
     pub fn next_record(&mut self) -> Result<Option<Record>, RecordingError> {
         let mut head = [0u8; 5];
         match read_full(&mut self.input, &mut head)? {
             0 => return Ok(None),
             5 => {}
-            _ => return Ok(None),
+            _ => {
+                self.cut_short = Some(self.offset);
+                return Ok(None);
+            }
         }
         let at = self.offset;
         let len = u32::from_le_bytes([head[1], head[2], head[3], head[4]]);
@@ -164,6 +171,7 @@ impl<R: Read> Reader<R> {
         }
         let mut payload = vec![0u8; len as usize];
         if read_full(&mut self.input, &mut payload)? < payload.len() {
+            self.cut_short = Some(at);
             return Ok(None);
         }
         self.offset += 5 + len as u64;
@@ -182,6 +190,14 @@ impl<R: Read> Reader<R> {
             }
             t => return Err(corrupt(format!("unknown tag {t}"))),
         }))
+    }
+}
+
+impl<R: Read> Reader<R> {
+    /// Where the file ended inside a record, if it did (offset of that
+    /// record): everything before it was read.
+    pub fn cut_short(&self) -> Option<u64> {
+        self.cut_short
     }
 }
 
@@ -243,15 +259,20 @@ mod tests {
         assert_eq!(r.next_record().unwrap(), Some(Record::Meta(meta)));
         assert_eq!(r.next_record().unwrap(), Some(Record::Tick(42)));
         assert_eq!(r.next_record().unwrap(), None);
-        // Cut anywhere inside the last record: it just ends.
-        let mut cut = buf.clone();
-        cut.truncate(buf.len() - 3);
-        let mut r = Reader::new(&cut[..]).unwrap();
-        let mut n = 0;
-        while r.next_record().unwrap().is_some() {
-            n += 1;
+        assert_eq!(r.cut_short(), None);
+        // Cut inside the last record (its 5-byte head, or its payload):
+        // reading ends there, and the reader says where.
+        let tick_at = (buf.len() - 13) as u64;
+        for cut_by in [3, 10] {
+            let cut = &buf[..buf.len() - cut_by];
+            let mut r = Reader::new(cut).unwrap();
+            let mut n = 0;
+            while r.next_record().unwrap().is_some() {
+                n += 1;
+            }
+            assert_eq!(n, 2);
+            assert_eq!(r.cut_short(), Some(tick_at), "cut by {cut_by}");
         }
-        assert_eq!(n, 2);
     }
 
     #[test]

@@ -96,6 +96,12 @@ fn replay_recording<W: Write>(
     }
     pipeline.finish(last_ns)?;
     report(&pipeline, malformed);
+    if let Some(at) = reader.cut_short() {
+        eprintln!(
+            "sniff: the recording ends inside a record at byte {at} (cut short, e.g. sniff \
+             was killed): everything before it was replayed"
+        );
+    }
     Ok(())
 }
 
