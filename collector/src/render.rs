@@ -177,8 +177,9 @@ impl Renderer {
         o.num("schema", SCHEMA_VERSION)?;
         o.str("type", "exchange")?;
         o.str("proto", ex.proto.as_str())?;
-        o.str("time", &rfc3339_from_unix_ns(self.start_ns(ex) as i128))?;
-        o.num("start_ns", self.start_ns(ex))?;
+        let start_ns = self.start_ns(ex);
+        o.str("time", &rfc3339_from_unix_ns(start_ns as i128))?;
+        o.num("start_ns", start_ns)?;
         o.opt_num("latency_ns", ex.latency_ns())?;
         o.num("pid", meta.key.tgid)?;
         o.str("comm", &meta.comm.as_str())?;

@@ -219,9 +219,7 @@ impl Connection {
             ProtoState::Http1(h) if idle => {
                 // Fast path: parse in place, copy only an unfinished tail.
                 let n = h.drive_slice(dir, bytes, ts_ns, out);
-                let s = &mut self.streams[d];
-                s.skip_parsed(n);
-                s.push(pos + n as u64, ts_ns, &bytes[n..]);
+                self.streams[d].parsed_in_place(pos, ts_ns, bytes, n);
                 let other = &self.streams[1 - d];
                 if n == bytes.len()
                     && other.buffered() == 0
@@ -242,9 +240,7 @@ impl Connection {
                 let start = out.len();
                 let n = h.feed(dir, bytes, ts_ns, out);
                 mark_upgraded(&mut out[start..]);
-                let s = &mut self.streams[d];
-                s.skip_parsed(n);
-                s.push(pos + n as u64, ts_ns, &bytes[n..]);
+                self.streams[d].parsed_in_place(pos, ts_ns, bytes, n);
                 if n == bytes.len() {
                     return;
                 }

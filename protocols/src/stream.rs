@@ -261,7 +261,7 @@ impl DataStream {
 
     /// True if a chunk at `pos` would be the next byte and nothing is held:
     /// the caller may parse the chunk in place and hand over only the rest
-    /// (see [`DataStream::skip_parsed`]).
+    /// (see [`DataStream::parsed_in_place`]).
     pub fn is_idle_at(&self, pos: u64) -> bool {
         self.start == self.buf.len()
             && pos == self.end
@@ -273,11 +273,19 @@ impl DataStream {
     /// Records that `n` bytes at the current end were parsed in place by the
     /// caller (only valid when [`DataStream::is_idle_at`] the end): they count
     /// as received and consumed without being copied.
-    pub fn skip_parsed(&mut self, n: usize) {
+    fn skip_parsed(&mut self, n: usize) {
         debug_assert!(self.start == self.buf.len() && self.gaps.is_empty());
         self.end += n as u64;
         self.read_pos += n as u64;
         self.stats.bytes += n as u64;
+    }
+
+    /// `bytes` arrived at `pos` (where the stream [`DataStream::is_idle_at`])
+    /// and the caller parsed the first `n` in place: those count as
+    /// consumed, the rest is kept.
+    pub fn parsed_in_place(&mut self, pos: u64, ts_ns: u64, bytes: &[u8], n: usize) {
+        self.skip_parsed(n);
+        self.push(pos + n as u64, ts_ns, &bytes[n..]);
     }
 
     /// Frees the buffers' capacity when nothing is held (an idle stream).
