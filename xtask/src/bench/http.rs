@@ -2,10 +2,12 @@
 //!
 //! A local nginx (one worker, access log off) serves a 612-byte page over
 //! HTTP/1.1 (wrk, keep-alive) and h2c (h2load). Each round runs the load
-//! without sniff, then with `sniff --json --port <nginx port>` reading
-//! everything, and reports the throughput ratio, sniff's CPU per exchange,
-//! and completeness (exchanges sniff reported with a status / responses the
-//! load tool counted). Then: sniff's RSS with N idle tracked connections,
+//! without sniff, with `sniff --proto http --port <nginx port>` (the text
+//! output for people), with the same and `--json`, and without sniff again;
+//! it reports the throughput ratio (against the mean of the two runs
+//! without), sniff's CPU per exchange, and completeness (exchanges sniff
+//! reported with a status / responses the load tool counted). sniff's
+//! output goes to a file that is read only after it stops. Then: sniff's RSS with N idle tracked connections,
 //! and `sniff replay` of a large pcap against `tshark` on the same file.
 
 use std::{
@@ -163,49 +165,76 @@ pub fn run(seconds: u64, rounds: usize, idle: usize) -> anyhow::Result<()> {
         ("HTTP/1.1 (wrk -t1 -c16)", nginx.h1),
         ("HTTP/2 (h2load -c8 -m10)", nginx.h2),
     ] {
-        let mut ratios = Vec::new();
+        let load = |p| {
+            if port == nginx.h1 {
+                wrk(p, seconds)
+            } else {
+                h2load(p, seconds)
+            }
+        };
+        // The main command (text for people) and `--json`.
+        let outputs: [(&str, &[&str]); 2] = [("text", &[]), ("--json", &["--json"])];
+        let mut ratios = vec![Vec::new(); outputs.len()];
         for round in 0..rounds {
-            let load = |p| {
-                if port == nginx.h1 {
-                    wrk(p, seconds)
+            // Without sniff before and after: the load's own rate drifts by
+            // 10-15% between runs on this VM.
+            let before = load(port)?;
+            let mut runs = Vec::new();
+            for (_, extra) in outputs {
+                let args: Vec<String> = ["--proto", "http", "--port", &port.to_string()]
+                    .iter()
+                    .chain(extra)
+                    .map(|s| s.to_string())
+                    .collect();
+                let sniff = Sniff::start(&bin, &args)?;
+                let cpu0 = sniff.cpu_seconds();
+                let with = load(port)?;
+                thread::sleep(Duration::from_millis(1500));
+                let cpu = sniff.cpu_seconds() - cpu0;
+                runs.push((with, cpu, sniff.stop()?));
+            }
+            let after = load(port)?;
+            let base = (before.rps + after.rps) / 2.0;
+            for (i, (with, cpu, (counted, stats, summary))) in runs.into_iter().enumerate() {
+                let ratio = with.rps / base;
+                ratios[i].push(ratio);
+                let loss = if stats.is_null() {
+                    // Text output: the summary line says what was lost.
+                    summary
+                        .split_once("; ")
+                        .map_or(summary.as_str(), |(_, l)| l)
+                        .to_string()
                 } else {
-                    h2load(p, seconds)
-                }
-            };
-            let base = load(port)?;
-            let args: Vec<String> = ["--json", "--port", &port.to_string()]
-                .iter()
-                .map(|s| s.to_string())
-                .collect();
-            let sniff = Sniff::start(&bin, &args)?;
-            let cpu0 = sniff.cpu_seconds();
-            let with = load(port)?;
-            thread::sleep(Duration::from_millis(1500));
-            let cpu = sniff.cpu_seconds() - cpu0;
-            let (counted, stats) = sniff.stop()?;
-            let ratio = with.rps / base.rps;
-            ratios.push(ratio);
-            let drops = stats["ringbuf_drops"].as_u64().unwrap_or(0);
+                    format!(
+                        "ring drops {}, lossy exchanges {}",
+                        stats["ringbuf_drops"], stats["lossy_exchanges"]
+                    )
+                };
+                println!(
+                    "{label} round {} {}: {:.0} req/s without (mean of {:.0} and {:.0}), \
+                     {:.0} with sniff (ratio {ratio:.3}); sniff reported {} of {} responses \
+                     ({:.2}%), {:.1} µs CPU per exchange; {loss}",
+                    round + 1,
+                    outputs[i].0,
+                    base,
+                    before.rps,
+                    after.rps,
+                    with.rps,
+                    counted.exchanges,
+                    with.requests,
+                    100.0 * counted.exchanges as f64 / with.requests.max(1) as f64,
+                    1e6 * cpu / counted.exchanges.max(1) as f64,
+                );
+            }
+        }
+        for (i, r) in ratios.iter_mut().enumerate() {
+            r.sort_by(f64::total_cmp);
             println!(
-                "{label} round {}: {:.0} req/s without, {:.0} with sniff (ratio {:.3}); \
-                 sniff reported {} of {} responses ({:.2}%), {:.1} µs CPU per exchange, \
-                 ring drops {drops}, lossy exchanges {}",
-                round + 1,
-                base.rps,
-                with.rps,
-                ratio,
-                counted.exchanges,
-                with.requests,
-                100.0 * counted.exchanges as f64 / with.requests.max(1) as f64,
-                1e6 * cpu / counted.exchanges.max(1) as f64,
-                stats["lossy_exchanges"],
+                "{label} {}: median throughput ratio {:.3}",
+                outputs[i].0,
+                r[r.len() / 2]
             );
         }
-        ratios.sort_by(f64::total_cmp);
-        println!(
-            "{label}: median throughput ratio {:.3}",
-            ratios[ratios.len() / 2]
-        );
     }
 
     idle_memory(&bin, nginx.h1, idle)?;
@@ -260,7 +289,7 @@ fn idle_memory(bin: &Path, port: u16, n: usize) -> anyhow::Result<()> {
         (sniff.status_bytes("RssFile:") + sniff.status_bytes("RssShmem:")) as f64 / 1e6,
     );
     drop(conns);
-    sniff.stop()?;
+    sniff.stop_summary()?;
     Ok(())
 }
 

@@ -6,10 +6,12 @@ mod http;
 
 use std::{
     io::{BufRead, BufReader},
-    os::fd::AsRawFd as _,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    sync::mpsc,
+    sync::{
+        atomic::{AtomicU32, Ordering},
+        mpsc,
+    },
     thread,
     time::Duration,
 };
@@ -82,58 +84,79 @@ fn sniff_binary() -> anyhow::Result<PathBuf> {
     Ok(workspace_root()?.join("target/release/sniff"))
 }
 
-/// A running `sniff ... --json` whose stdout is counted and discarded.
+/// A running `sniff ...` whose stdout goes to a scratch file, counted when
+/// it has stopped. Nothing reads the output meanwhile: on 2 cores a reader
+/// competes with the load and with sniff, and was once 40% of a core (a
+/// line counter in a debug build), charged to sniff as lost throughput.
 struct Sniff {
     child: Child,
-    counter: thread::JoinHandle<Counted>,
-    /// The last `sniff: stopped. ...` line of stderr.
-    summary: thread::JoinHandle<String>,
+    output: PathBuf,
+    /// Reads stderr; gives its last `sniff: stopped. ...` line.
+    summary: Option<thread::JoinHandle<String>>,
 }
 
+/// What sniff printed.
 #[derive(Default)]
 struct Counted {
-    lines: u64,
-    bytes: u64,
-    /// Lines with `"type":"exchange"` and a status.
+    /// Exchanges with a status: JSON lines with `"type":"exchange"` and a
+    /// status, or text blocks whose first line shows one (`→ 200 ...`).
     exchanges: u64,
+    /// The last `"type":"stats"` line (JSON output only).
     last_stats: String,
+}
+
+impl Counted {
+    fn of(out: &[u8]) -> Counted {
+        let mut c = Counted::default();
+        let exchange = memchr::memmem::Finder::new(b"\"type\":\"exchange\"");
+        let no_status = memchr::memmem::Finder::new(b"\"status\":null");
+        let stats = memchr::memmem::Finder::new(b"\"type\":\"stats\"");
+        let arrow = memchr::memmem::Finder::new(" → ".as_bytes());
+        for line in out.split(|&b| b == b'\n') {
+            if line.first() == Some(&b'{') {
+                if exchange.find(line).is_some() {
+                    c.exchanges += u64::from(no_status.find(line).is_none());
+                } else if stats.find(line).is_some() {
+                    c.last_stats = String::from_utf8_lossy(line).into_owned();
+                }
+            } else if line.first().is_some_and(u8::is_ascii_digit)
+                && let Some(i) = arrow.find(line)
+            {
+                // `HH:MM:SS.micros METHOD TARGET VERSION → STATUS REASON ...`
+                let after = &line[i + " → ".len()..];
+                c.exchanges += u64::from(after.first().is_some_and(u8::is_ascii_digit));
+            }
+        }
+        c
+    }
 }
 
 impl Sniff {
     fn start(bin: &Path, args: &[String]) -> anyhow::Result<Sniff> {
+        static RUNS: AtomicU32 = AtomicU32::new(0);
+        // In memory (tmpfs) when there is one: writing a file on disk would
+        // add the kernel's writeback to the machine's load.
+        let shm = Path::new("/dev/shm");
+        let dir = if shm.is_dir() {
+            shm.to_path_buf()
+        } else {
+            std::env::temp_dir()
+        };
+        let output = dir.join(format!(
+            "sniff-bench-out-{}-{}",
+            std::process::id(),
+            RUNS.fetch_add(1, Ordering::Relaxed)
+        ));
+        let file = std::fs::File::create(&output)
+            .with_context(|| format!("creating {}", output.display()))?;
         let mut child = Command::new(bin)
             .args(args)
             .args(["--stats-interval", "0"])
-            .stdout(Stdio::piped())
+            .stdout(file)
             .stderr(Stdio::piped())
             .spawn()
             .context("starting sniff")?;
-        let stdout = child.stdout.take().context("stdout")?;
         let stderr = child.stderr.take().context("stderr")?;
-        // A large pipe and a cheap reader: at tens of thousands of 4 KiB
-        // events a second, a slow reader here would block sniff's output
-        // and be measured as sniff's loss.
-        // SAFETY: F_SETPIPE_SZ on a pipe we own; failure only keeps 64 KiB.
-        unsafe { libc::fcntl(stdout.as_raw_fd(), libc::F_SETPIPE_SZ, 1 << 20) };
-        let counter = thread::spawn(move || {
-            let mut reader = BufReader::with_capacity(1 << 20, stdout);
-            let mut c = Counted::default();
-            let mut line = Vec::new();
-            let stats = memchr::memmem::Finder::new(b"\"type\":\"stats\"");
-            let exchange = memchr::memmem::Finder::new(b"\"type\":\"exchange\"");
-            let no_status = memchr::memmem::Finder::new(b"\"status\":null");
-            while reader.read_until(b'\n', &mut line).unwrap_or(0) > 0 {
-                c.lines += 1;
-                c.bytes += line.len() as u64;
-                if stats.find(&line).is_some() {
-                    c.last_stats = String::from_utf8_lossy(&line).into_owned();
-                } else if exchange.find(&line).is_some() && no_status.find(&line).is_none() {
-                    c.exchanges += 1;
-                }
-                line.clear();
-            }
-            c
-        });
         let (tx, rx) = mpsc::channel();
         let summary = thread::spawn(move || {
             let mut r = BufReader::new(stderr);
@@ -150,13 +173,14 @@ impl Sniff {
             }
             summary
         });
+        let sniff = Sniff {
+            child,
+            output,
+            summary: Some(summary),
+        };
         rx.recv_timeout(Duration::from_secs(60))
             .context("sniff did not start (are you root?)")?;
-        Ok(Sniff {
-            child,
-            counter,
-            summary,
-        })
+        Ok(sniff)
     }
 
     /// CPU seconds sniff used so far (user + system).
@@ -180,29 +204,48 @@ impl Sniff {
             .map_or(0, |kb| kb * 1024)
     }
 
-    /// Stops sniff; returns its final `sniff: stopped. ...` line (for runs
-    /// whose stdout carries no JSON stats, such as `sniff record`).
+    /// Stops sniff; returns its final `sniff: stopped. ...` line.
     fn stop_summary(mut self) -> anyhow::Result<String> {
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
-        self.child.wait()?;
-        self.summary
-            .join()
-            .map_err(|_| anyhow::anyhow!("stderr reader"))
+        self.end()?;
+        self.summary_line()
     }
 
-    /// Stops sniff; returns what it printed and its final stats.
-    fn stop(mut self) -> anyhow::Result<(Counted, serde_json::Value)> {
+    /// Stops sniff; returns what it printed (JSON output: with its final
+    /// stats; text output: `Value::Null`) and the final stderr line.
+    fn stop(mut self) -> anyhow::Result<(Counted, serde_json::Value, String)> {
+        self.end()?;
+        let out = std::fs::read(&self.output)
+            .with_context(|| format!("reading {}", self.output.display()))?;
+        let counted = Counted::of(&out);
+        let stats = if counted.last_stats.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_str(&counted.last_stats).context("sniff's final stats line")?
+        };
+        let summary = self.summary_line()?;
+        Ok((counted, stats, summary))
+    }
+
+    fn end(&mut self) -> anyhow::Result<()> {
         // SAFETY: signalling our own child.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
         self.child.wait()?;
-        let counted = self
-            .counter
-            .join()
-            .map_err(|_| anyhow::anyhow!("counter"))?;
-        let stats = serde_json::from_str(&counted.last_stats)
-            .context("sniff printed no final stats line")?;
-        Ok((counted, stats))
+        Ok(())
+    }
+
+    fn summary_line(&mut self) -> anyhow::Result<String> {
+        let handle = self.summary.take().context("stderr already read")?;
+        handle.join().map_err(|_| anyhow::anyhow!("stderr reader"))
+    }
+}
+
+impl Drop for Sniff {
+    fn drop(&mut self) {
+        // A run that failed half-way must not leave sniff running.
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.end();
+        }
+        let _ = std::fs::remove_file(&self.output);
     }
 }
 
