@@ -4,7 +4,7 @@
 //! Field offsets come from the running kernel's BTF (`OFFSETS`, filled in by
 //! the loader), so nothing here hard-codes a kernel version.
 
-use aya_ebpf::helpers::{bpf_get_current_task, bpf_ktime_get_ns, bpf_probe_read_kernel};
+use aya_ebpf::helpers::{bpf_get_current_task_btf, bpf_ktime_get_ns, bpf_probe_read_kernel};
 use probe_common::{
     CFG_FILTER_PORTS, CFG_PROTO_HTTP, CFG_UNIX, CONN_IGNORED, ConnEvent, ConnKey, ConnState,
     EventHeader, EventKind, KernelOffsets, PROTO_UNKNOWN, stat,
@@ -29,22 +29,51 @@ unsafe fn read<T>(base: u64, off: u32) -> Result<T, i64> {
     unsafe { bpf_probe_read_kernel((base + off as u64) as *const T) }.map_err(|e| e as i64)
 }
 
+/// One field of `OFFSETS`, read on its own. The loader's globals live in a
+/// read-only map that is frozen before the programs load, so the verifier
+/// knows each such value as a constant; a whole-struct copy on the stack
+/// would lose that for the 4-byte fields.
+macro_rules! offset {
+    ($field:ident) => {
+        // SAFETY: `Global` is a transparent wrapper of the value; a volatile
+        // read of one field of a static.
+        unsafe {
+            core::ptr::read_volatile(
+                &raw const (*(&raw const OFFSETS).cast::<KernelOffsets>()).$field,
+            )
+        } as usize
+    };
+}
+
 /// The `struct file *` behind `fd` in the current task, or an error.
+///
+/// task → files → fdt are read directly through the kernel's typed pointer
+/// to the current task: the verifier checks each constant offset against
+/// the kernel's BTF and the loads are fault-safe, without a helper call
+/// each (calls are dear on kernels with return-stack mitigations). The
+/// slot `fd[fd]` has a variable index and is read through the helper.
 #[inline(always)]
-pub fn fd_to_file(o: &KernelOffsets, fd: i32) -> Result<u64, i64> {
+pub fn fd_to_file(fd: i32) -> Result<u64, i64> {
     if fd < 0 {
         return Err(-1);
     }
-    // SAFETY: every read goes through bpf_probe_read_kernel.
+    // SAFETY: loads through the kernel's typed task pointer at offsets of
+    // its BTF; the last read goes through bpf_probe_read_kernel.
     unsafe {
-        let task = bpf_get_current_task();
-        let files: u64 = read(task, o.task_files)?;
-        let fdt: u64 = read(files, o.files_fdt)?;
-        let max_fds: u32 = read(fdt, o.fdt_max_fds)?;
+        let task = bpf_get_current_task_btf().cast::<u8>();
+        let files = *task.add(offset!(task_files)).cast::<*const u8>();
+        if files.is_null() {
+            return Err(-1);
+        }
+        let fdt = *files.add(offset!(files_fdt)).cast::<*const u8>();
+        if fdt.is_null() {
+            return Err(-1);
+        }
+        let max_fds = *fdt.add(offset!(fdt_max_fds)).cast::<u32>();
         if fd as u32 >= max_fds {
             return Err(-1);
         }
-        let array: u64 = read(fdt, o.fdt_fd)?;
+        let array = *fdt.add(offset!(fdt_fd)).cast::<u64>();
         let file: u64 = read(array, (fd as u32) * 8)?;
         if file == 0 {
             return Err(-1);
@@ -152,7 +181,7 @@ pub fn lookup_or_track(
     if o.valid == 0 {
         return None;
     }
-    let file = match fd_to_file(&o, fd) {
+    let file = match fd_to_file(fd) {
         Ok(f) => f,
         Err(_) => return None,
     };
