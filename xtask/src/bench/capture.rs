@@ -5,10 +5,10 @@
 //! ring buffer, reader) with the cheapest consumer, so what is measured is
 //! capture, not JSON printing.
 //!
-//! - cost: a thread writes and reads back messages at a steady rate; its own
-//!   CPU time per write+read pair (user + kernel, which includes the eBPF
-//!   programs run in its syscalls), with and without sniff, alternated in
-//!   one run. CPU time, not wall time: on 2 cores the sniff process competes
+//! - cost: a thread writes and reads back messages at a steady rate, and
+//!   back to back; its own CPU time per write+read pair (user + kernel,
+//!   which includes the eBPF programs run in its syscalls), with and
+//!   without sniff, alternated in five rounds in one run. CPU time, not wall time: on 2 cores the sniff process competes
 //!   with the load for the CPU, and wall time would count that as the
 //!   syscall's cost. The kernel's own accounting of our programs
 //!   (`kernel.bpf_stats_enabled`) is shown beside it.
@@ -49,7 +49,7 @@ fn thread_cpu_ns() -> u64 {
 }
 
 /// One thread writes `size` bytes and reads them back, `iterations` times at
-/// `pairs_per_sec`; returns its CPU ns per pair.
+/// `pairs_per_sec` (infinite: back to back); returns its CPU ns per pair.
 fn cost_sample(size: usize, iterations: u64, pairs_per_sec: f64) -> anyhow::Result<f64> {
     let (mut c, mut s) = pair()?;
     let out = vec![0x5au8; size];
@@ -63,7 +63,7 @@ fn cost_sample(size: usize, iterations: u64, pairs_per_sec: f64) -> anyhow::Resu
     for i in 0..iterations {
         c.write_all(&out)?;
         s.read_exact(&mut back)?;
-        if i % 64 == 63 {
+        if i % 64 == 63 && pairs_per_sec.is_finite() {
             let due = Duration::from_secs_f64((i + 1) as f64 / pairs_per_sec);
             if let Some(wait) = due.checked_sub(start.elapsed()) {
                 thread::sleep(wait);
@@ -190,18 +190,31 @@ fn measure(
         bin.display()
     );
 
-    // Cost: alternate without / with, three rounds, at a rate sniff keeps
-    // up with (a loss would make the "with" case cheaper, not dearer).
+    // Cost: alternate without / with, five rounds, each sample both paced
+    // at a rate sniff keeps up with (a loss would make the "with" case
+    // cheaper, not dearer) and back to back (hot caches: steadier).
     let rate = 10_000.0;
-    let mut without = Vec::new();
-    let mut with = Vec::new();
+    const ROUNDS: usize = 5;
+    let sample = || -> anyhow::Result<[f64; 2]> {
+        Ok([
+            cost_sample(size, iterations, rate)?,
+            cost_sample(size, iterations, f64::INFINITY)?,
+        ])
+    };
+    let mut without = [Vec::new(), Vec::new()];
+    let mut added = [Vec::new(), Vec::new()];
     let mut lost = 0;
-    for _ in 0..3 {
-        without.push(cost_sample(size, iterations, rate)?);
+    for _ in 0..ROUNDS {
+        let base = sample()?;
         let sniff = Sniff::start(bin, &args(&[]))?;
-        with.push(cost_sample(size, iterations, rate)?);
+        let with = sample()?;
         let (_, dropped) = parse_summary(&sniff.stop_summary()?)?;
         lost += dropped;
+        for k in 0..2 {
+            without[k].push(base[k]);
+            // Two captured syscalls per pair.
+            added[k].push((with[k] - base[k]) / 2.0);
+        }
     }
     // Then once more with the kernel's per-program accounting on (it costs
     // a little itself, so it stays off for the samples above). All program
@@ -221,13 +234,19 @@ fn measure(
         v.sort_by(f64::total_cmp);
         v.get(v.len() / 2).copied().unwrap_or(0.0)
     };
-    let (a, b) = (median(&mut without), median(&mut with));
+    for (k, how) in [
+        (0, format!("at {rate:.0} pairs/s")),
+        (1, "back to back".into()),
+    ] {
+        let base = median(&mut without[k]);
+        let mid = median(&mut added[k]);
+        let (lo, hi) = (added[k][0], added[k][ROUNDS - 1]);
+        println!(
+            "cost: {iterations} write+read pairs {how}: load thread CPU {base:.0} ns per pair without sniff; added per captured syscall {mid:.0} ns (median of {ROUNDS} rounds, {lo:.0}-{hi:.0})"
+        );
+    }
     println!(
-        "cost: {iterations} write+read pairs at {rate:.0} pairs/s: load thread CPU {a:.0} ns per pair without, {b:.0} ns with sniff (median of 3)"
-    );
-    println!(
-        "cost: added per captured syscall: {:.0} ns of the calling thread's CPU; our eBPF programs' run time {:.0} ns per captured syscall (enter + exit, kernel.bpf_stats_enabled){}",
-        (b - a) / 2.0,
+        "cost: our eBPF programs' run time {:.0} ns per captured syscall (enter + exit, kernel.bpf_stats_enabled, paced){}",
         median(&mut in_kernel),
         if lost > 0 {
             format!(" [sniff dropped {lost} events]")
