@@ -8,9 +8,9 @@
 //! - cost: a thread writes and reads back messages at a steady rate, and
 //!   back to back; its own CPU time per write+read pair (user + kernel,
 //!   which includes the eBPF programs run in its syscalls), with and
-//!   without sniff, alternated in five rounds in one run. CPU time, not wall time: on 2 cores the sniff process competes
-//!   with the load for the CPU, and wall time would count that as the
-//!   syscall's cost. The kernel's own accounting of our programs
+//!   without sniff, alternated in five rounds in one run. CPU time, not
+//!   wall time: on 2 cores the sniff process competes with the load for the
+//!   CPU, and wall time would count that as the syscall's cost. The kernel's own accounting of our programs
 //!   (`kernel.bpf_stats_enabled`) is shown beside it.
 //! - capacity: paced rates of captured syscalls, each with a fresh sniff;
 //!   its final counters say whether anything was lost. The highest
