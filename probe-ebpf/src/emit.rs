@@ -38,7 +38,11 @@ pub fn record<T>(ev: &T) {
 /// busy machine is most of what capture costs.
 #[inline(always)]
 pub fn wakeup_flag() -> u64 {
-    let threshold = CONFIG.load().wakeup_bytes as u64;
+    wake_if_full(CONFIG.load().wakeup_bytes as u64)
+}
+
+#[inline(always)]
+fn wake_if_full(threshold: u64) -> u64 {
     if threshold == 0 || EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= threshold {
         BPF_RB_FORCE_WAKEUP as u64
     } else {
@@ -58,7 +62,7 @@ fn data_wakeup_flag(unwoken: &mut u64, size: u64) -> u64 {
         return BPF_RB_NO_WAKEUP as u64;
     }
     *unwoken = 0;
-    wakeup_flag()
+    wake_if_full(threshold)
 }
 
 /// Hides a value from the optimiser so that bounds checks written after it
@@ -134,9 +138,6 @@ pub struct Walk {
     active: u32,
     /// Bytes of all mmsg messages (first pass).
     total: u64,
-    /// Bytes written by this CPU since it last asked the ring whether to
-    /// wake the reader (kept across syscalls).
-    unwoken: u64,
 }
 
 /// Steps of the capture loop: each step opens a message, reads an iovec
@@ -246,21 +247,12 @@ pub fn data(meta: &DataMeta, src: &Source, pos: u64, moved: u64, cap: u32) {
     match *src {
         Source::Plain { ptr } if w.limit as usize <= CHUNK_SIZE => {
             // One buffer, one event (most syscalls): no loop.
-            let n = opaque(w.limit as u64);
-            let n = if n > CHUNK_SIZE as u64 {
-                CHUNK_SIZE as u64
-            } else {
-                n
-            };
-            // SAFETY: at most CHUNK_SIZE bytes into the staging buffer; the
-            // helper validates the user pointer.
-            let rc = unsafe {
-                raw_probe_read_user(s.data.as_mut_ptr().cast(), n as u32, ptr as *const c_void)
-            };
+            let n = w.limit;
+            let rc = stage(s, 0, n as u64, ptr);
             let w = &mut s.walk;
             if rc == 0 {
-                w.copied = n as u32;
-                w.chunk_len = n as u32;
+                w.copied = n;
+                w.chunk_len = n;
             } else {
                 w.failed = 1;
             }
@@ -331,22 +323,12 @@ extern "C" fn step(_index: u64, _ctx: *mut c_void) -> i64 {
         piece = room;
     }
     let seg_ptr = w.seg_ptr;
-    let piece = opaque(piece);
     let piece = if piece > CHUNK_SIZE as u64 {
         CHUNK_SIZE as u64
     } else {
         piece
     };
-    let off = opaque(chunk_len) & (CHUNK_SIZE as u64 - 1);
-    // SAFETY: off < CHUNK_SIZE and piece <= CHUNK_SIZE, inside the
-    // 2 * CHUNK_SIZE staging buffer; the helper validates the user pointer.
-    let rc = unsafe {
-        raw_probe_read_user(
-            s.data.as_mut_ptr().add(off as usize).cast(),
-            piece as u32,
-            seg_ptr as *const c_void,
-        )
-    };
+    let rc = stage(s, chunk_len, piece, seg_ptr);
     let w = &mut s.walk;
     if rc != 0 {
         w.failed = 1;
@@ -363,6 +345,29 @@ extern "C" fn step(_index: u64, _ctx: *mut c_void) -> i64 {
         w.chunk_len = 0;
     }
     0
+}
+
+/// Copies `len` user bytes at `ptr` into the staging buffer at `off`;
+/// returns the helper's result (0 on success).
+#[inline(always)]
+fn stage(s: &mut Scratch, off: u64, len: u64, ptr: u64) -> i64 {
+    // Bounds the verifier can follow: off < CHUNK_SIZE and len <=
+    // CHUNK_SIZE, so the copy stays in the 2 * CHUNK_SIZE buffer.
+    let off = opaque(off) & (CHUNK_SIZE as u64 - 1);
+    let len = opaque(len);
+    let len = if len > CHUNK_SIZE as u64 {
+        CHUNK_SIZE as u64
+    } else {
+        len
+    };
+    // SAFETY: in bounds as above; the helper validates the user pointer.
+    unsafe {
+        raw_probe_read_user(
+            s.data.as_mut_ptr().add(off as usize).cast(),
+            len as u32,
+            ptr as *const c_void,
+        )
+    }
 }
 
 /// Opens the next mmsg message: its iovec, its length and position.
@@ -453,7 +458,7 @@ fn flush(s: &mut Scratch, last: bool) {
     // scratch value, which starts with the event and then the data.
     let bytes =
         unsafe { core::slice::from_raw_parts((s as *const Scratch).cast::<u8>(), size as usize) };
-    let flag = data_wakeup_flag(&mut s.walk.unwoken, size);
+    let flag = data_wakeup_flag(&mut s.unwoken, size);
     if EVENTS.output(bytes, flag).is_ok() {
         count(stat::EVENTS, 1);
         count(stat::BYTES, len);

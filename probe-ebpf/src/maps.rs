@@ -107,6 +107,9 @@ pub struct Scratch {
     pub event: DataEvent,
     pub data: [u8; 2 * CHUNK_SIZE],
     pub walk: Walk,
+    /// Bytes this CPU has written since it last asked the ring whether to
+    /// wake the reader (kept across syscalls).
+    pub unwoken: u64,
 }
 
 /// Where a syscall's bytes are, as saved at entry.
