@@ -285,7 +285,10 @@ impl DataStream {
     /// consumed, the rest is kept.
     pub fn parsed_in_place(&mut self, pos: u64, ts_ns: u64, bytes: &[u8], n: usize) {
         self.skip_parsed(n);
-        self.push(pos + n as u64, ts_ns, &bytes[n..]);
+        // Usually all of it was parsed: no call to make for an empty tail.
+        if n < bytes.len() {
+            self.push(pos + n as u64, ts_ns, &bytes[n..]);
+        }
     }
 
     /// Frees the buffers' capacity when nothing is held (an idle stream).
