@@ -160,7 +160,21 @@ impl Stitcher {
         seq
     }
 
+    /// The queued exchange `seq`. Checked first, inline: the front one,
+    /// which the response in progress nearly always answers.
+    #[inline]
     pub fn get_mut(&mut self, seq: u64) -> Option<&mut Entry> {
+        if matches!(self.slots.front(), Some(Slot::Entry(e)) if e.seq == seq) {
+            return match self.slots.front_mut() {
+                Some(Slot::Entry(e)) => Some(e),
+                _ => None,
+            };
+        }
+        self.find_mut(seq)
+    }
+
+    #[inline(never)]
+    fn find_mut(&mut self, seq: u64) -> Option<&mut Entry> {
         self.slots.iter_mut().find_map(|s| match s {
             Slot::Entry(e) if e.seq == seq => Some(e),
             _ => None,
