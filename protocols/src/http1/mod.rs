@@ -538,7 +538,7 @@ impl Http1 {
         ex.request.first_ns = first_ns;
         ex.request.last_ns = last_ns;
         ex.request.wire_len = len as u64;
-        ex.request.body_preview.reserve_exact(preview);
+        reserve_preview(&mut ex.request.body_preview, preview);
         let seq = self
             .stitch
             .push_request(ex, method, wants_switch, framing.expect_continue, out);
@@ -707,7 +707,7 @@ impl Http1 {
         if let Some(Body::Length(n)) = body
             && let Some(msg) = e.ex.response.as_mut()
         {
-            msg.body_preview.reserve_exact(preview_cap.min(n as usize));
+            reserve_preview(&mut msg.body_preview, preview_cap.min(n as usize));
         }
         if abandon_body {
             let r = self.req_index(d);
@@ -941,6 +941,15 @@ impl Http1 {
             Role::Unknown => {}
         }
         self.enter_resync(d);
+    }
+}
+
+/// Makes room for `n` more preview bytes up front (one allocation, not
+/// growth as data comes). A recycled record usually has the room: checked
+/// here, inline, so that costs no call.
+fn reserve_preview(preview: &mut Vec<u8>, n: usize) {
+    if preview.capacity() - preview.len() < n {
+        preview.reserve_exact(n);
     }
 }
 
