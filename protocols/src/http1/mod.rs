@@ -442,7 +442,9 @@ impl Http1 {
     ) -> Progress {
         let d = dir.index();
         let parsed = head::parse_request(head.bytes, self.limits.max_head, &mut self.fields);
-        let (h, len) = match parsed {
+        // Matched by reference: the head is read where it was returned, not
+        // copied out field by field first.
+        let (h, len) = match &parsed {
             HeadOutcome::NeedMore if !eof => return Progress::STUCK,
             HeadOutcome::NeedMore => {
                 // Cut by a gap or the close: report what the request line
@@ -472,7 +474,7 @@ impl Http1 {
                     // (often a 400) pairs with it, not with the next one.
                     let mut ex = Exchange::new(Proto::Http1, self.side());
                     ex.flags = Flags::INVALID | self.take_flags(d);
-                    if err == HeadError::Overflow {
+                    if *err == HeadError::Overflow {
                         ex.flags |= Flags::HEADERS_TRUNCATED;
                     }
                     ex.request.first_ns = head.ts_at(0);
@@ -486,7 +488,7 @@ impl Http1 {
                 }
                 return self.bad_head(d);
             }
-            HeadOutcome::Done { head: h, len } => (h, len),
+            HeadOutcome::Done { head: h, len } => (h, *len),
         };
         self.stats.heads += 1;
         let first_ns = head.ts_at(0);
@@ -568,7 +570,8 @@ impl Http1 {
         let d = dir.index();
         let parsed = head::parse_response(head.bytes, self.limits.max_head, &mut self.fields);
         let first_ns = head.ts_at(0);
-        let (h, len) = match parsed {
+        // By reference, as in `request_head`.
+        let (h, len) = match &parsed {
             HeadOutcome::NeedMore if !eof => return Progress::STUCK,
             HeadOutcome::NeedMore => {
                 // Cut by a gap or the close: keep the status if the status
@@ -612,7 +615,7 @@ impl Http1 {
                     if let Some(seq) = seq {
                         self.dirs[d].cur = Some(seq);
                         let mut f = Flags::INVALID;
-                        if err == HeadError::Overflow {
+                        if *err == HeadError::Overflow {
                             f |= Flags::HEADERS_TRUNCATED;
                         }
                         self.abort_response(d, f, out);
@@ -620,7 +623,7 @@ impl Http1 {
                 }
                 return self.bad_head(d);
             }
-            HeadOutcome::Done { head: h, len } => (h, len),
+            HeadOutcome::Done { head: h, len } => (h, *len),
         };
         let last_ns = head.ts_at(len - 1);
         // The exchange this response belongs to (kept across interim heads).
