@@ -104,17 +104,21 @@ impl<'a> Head<'a> {
     }
 
     /// Capture timestamp of `bytes[off]` (of the chunk that carried it).
+    /// Inline: a head parsed in place is one chunk, and then it is a load.
+    #[inline]
     pub fn ts_at(&self, off: usize) -> u64 {
         match self.marks {
             Marks::One(ts) => ts,
-            Marks::Many { marks, base } => {
-                let at = base + off;
-                let i = marks.partition_point(|&(o, _)| o <= at);
-                match i.checked_sub(1).and_then(|i| marks.get(i)) {
-                    Some(&(_, ts)) => ts,
-                    None => marks.first().map_or(0, |&(_, ts)| ts),
-                }
-            }
+            Marks::Many { marks, base } => Self::ts_in(marks, base + off),
+        }
+    }
+
+    /// The timestamp of buffer offset `at`, from the chunks' marks.
+    fn ts_in(marks: &[(usize, u64)], at: usize) -> u64 {
+        let i = marks.partition_point(|&(o, _)| o <= at);
+        match i.checked_sub(1).and_then(|i| marks.get(i)) {
+            Some(&(_, ts)) => ts,
+            None => marks.first().map_or(0, |&(_, ts)| ts),
         }
     }
 }
