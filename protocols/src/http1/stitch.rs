@@ -183,7 +183,23 @@ impl Stitcher {
 
     /// Chooses the request a response starting at `ts_ns` answers, and marks
     /// it started. `may_wait`: holding the response is allowed.
+    ///
+    /// In sync, with the front request unanswered, that is the one: taken
+    /// inline, without the search.
+    #[inline]
     pub fn pick(&mut self, ts_ns: u64, may_wait: bool) -> Pick {
+        if !self.resp_gap
+            && let Some(Slot::Entry(e)) = self.slots.front_mut()
+            && e.resp == Resp::None
+        {
+            e.resp = Resp::Started;
+            return Pick::Entry(e.seq);
+        }
+        self.pick_search(ts_ns, may_wait)
+    }
+
+    #[inline(never)]
+    fn pick_search(&mut self, ts_ns: u64, may_wait: bool) -> Pick {
         let pick = if self.resp_gap {
             self.pick_after_gap(ts_ns, may_wait)
         } else {
