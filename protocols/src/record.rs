@@ -590,7 +590,9 @@ impl Exchange {
         set_text(&mut self.authority, &mut self.spare.authority, bytes);
     }
 
-    /// Sets `reason`, in a recycled buffer if the record has one.
+    /// Sets `reason`, in a recycled buffer if the record has one. Inline,
+    /// as is [`Exchange::response_mut`]: once per response, a few moves.
+    #[inline]
     pub fn set_reason(&mut self, reason: &str) {
         let s = self
             .reason
@@ -601,6 +603,7 @@ impl Exchange {
 
     /// The response, made empty (in a recycled one's buffers if the record
     /// has them) if there was none.
+    #[inline]
     pub fn response_mut(&mut self) -> &mut Message {
         let spare = &mut self.spare.response;
         self.response
