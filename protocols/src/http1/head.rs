@@ -328,7 +328,8 @@ fn copy_headers<'a>(
         _ => &[],
     };
     headers.clear();
-    headers.reserve(fields.len(), block.len());
+    // No reserve first: the block copy and the fields' extend each make
+    // room for exactly what they add, as it would.
     let all = fields.iter().map(|h| (h.name.as_bytes(), h.value));
     if block.len() <= max_value {
         // No value can be too long: the usual case, without a check per field.
