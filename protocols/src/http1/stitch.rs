@@ -173,6 +173,7 @@ impl Stitcher {
         self.find_mut(seq)
     }
 
+    /// `get_mut` past the front: a search of the queue.
     #[inline(never)]
     fn find_mut(&mut self, seq: u64) -> Option<&mut Entry> {
         self.slots.iter_mut().find_map(|s| match s {
@@ -198,6 +199,7 @@ impl Stitcher {
         self.pick_search(ts_ns, may_wait)
     }
 
+    /// `pick` in general: after a gap, or past the front.
     #[inline(never)]
     fn pick_search(&mut self, ts_ns: u64, may_wait: bool) -> Pick {
         let pick = if self.resp_gap {
@@ -301,10 +303,12 @@ impl Stitcher {
         }
     }
 
+    /// The front exchange has both its request and its response.
     fn front_ready(&self) -> bool {
         matches!(self.slots.front(), Some(Slot::Entry(e)) if e.req_done && e.resp == Resp::Done)
     }
 
+    /// Emits the ready exchanges at the front (at least one is).
     #[inline(never)]
     fn emit_front(&mut self, out: &mut Vec<Box<Exchange>>) {
         while self.front_ready() {
