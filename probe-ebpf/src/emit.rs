@@ -38,15 +38,17 @@ pub fn record<T>(ev: &T) {
 /// busy machine is most of what capture costs.
 #[inline(always)]
 pub fn wakeup_flag() -> u64 {
-    wake_if_full(CONFIG.load().wakeup_bytes as u64)
-}
-
-#[inline(always)]
-fn wake_if_full(threshold: u64) -> u64 {
-    if threshold == 0 || EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= threshold {
-        BPF_RB_FORCE_WAKEUP as u64
-    } else {
-        BPF_RB_NO_WAKEUP as u64
+    let threshold = CONFIG.load().wakeup_bytes as u64;
+    if threshold == 0 {
+        return BPF_RB_FORCE_WAKEUP as u64;
+    }
+    if EVENTS.query(BPF_RB_AVAIL_DATA as u64) < threshold {
+        return BPF_RB_NO_WAKEUP as u64;
+    }
+    match scratch() {
+        // SAFETY: plain helper call.
+        Some(s) => wake_gated(&mut s.woke_ns, unsafe { bpf_ktime_get_ns() }),
+        None => BPF_RB_FORCE_WAKEUP as u64,
     }
 }
 
@@ -55,14 +57,39 @@ fn wake_if_full(threshold: u64) -> u64 {
 /// asked (a helper call per event was a tenth of the exit program's time).
 /// With 64 CPUs that delays a wake-up by at most one threshold more.
 #[inline(always)]
-fn data_wakeup_flag(unwoken: &mut u64, size: u64) -> u64 {
+fn data_wakeup_flag(s: &mut Scratch, size: u64, now: u64) -> u64 {
     let threshold = CONFIG.load().wakeup_bytes as u64;
-    *unwoken += size;
-    if threshold != 0 && *unwoken < threshold / 64 {
+    if threshold == 0 {
+        return BPF_RB_FORCE_WAKEUP as u64;
+    }
+    s.unwoken += size;
+    if s.unwoken < threshold / 64 {
         return BPF_RB_NO_WAKEUP as u64;
     }
-    *unwoken = 0;
-    wake_if_full(threshold)
+    s.unwoken = 0;
+    if EVENTS.query(BPF_RB_AVAIL_DATA as u64) < threshold {
+        return BPF_RB_NO_WAKEUP as u64;
+    }
+    wake_gated(&mut s.woke_ns, now)
+}
+
+/// Least time between two wake-ups one CPU forces. While the reader is
+/// behind it is awake and draining (its poll returns at once), so more
+/// wake-ups do nothing for it, and each one is an interrupt to this CPU
+/// (on a virtual machine, an exit to the hypervisor): at 4 KiB writes they
+/// were a tenth of the traced process's time. A reader gone to sleep is
+/// woken at most this much later, while the ring holds an eighth of its
+/// size or more.
+const WAKE_GAP_NS: u64 = 1_000_000;
+
+/// Forces a wake-up unless this CPU forced one less than `WAKE_GAP_NS` ago.
+#[inline(always)]
+fn wake_gated(woke_ns: &mut u64, now: u64) -> u64 {
+    if now.wrapping_sub(*woke_ns) < WAKE_GAP_NS {
+        return BPF_RB_NO_WAKEUP as u64;
+    }
+    *woke_ns = now;
+    BPF_RB_FORCE_WAKEUP as u64
 }
 
 /// Hides a value from the optimiser so that bounds checks written after it
@@ -446,7 +473,8 @@ fn flush(s: &mut Scratch, last: bool) {
     s.event.len = len;
     s.event.flags = flags;
     // SAFETY: plain helper call.
-    s.event.header.ts_ns = unsafe { bpf_ktime_get_ns() };
+    let now = unsafe { bpf_ktime_get_ns() };
+    s.event.header.ts_ns = now;
     let len = opaque(len as u64);
     let len = if len > CHUNK_SIZE as u64 {
         CHUNK_SIZE as u64
@@ -454,11 +482,11 @@ fn flush(s: &mut Scratch, last: bool) {
         len
     };
     let size = core::mem::size_of::<DataEvent>() as u64 + len;
+    let flag = data_wakeup_flag(s, size, now);
     // SAFETY: `size` is at most the DataEvent plus CHUNK_SIZE, within the
     // scratch value, which starts with the event and then the data.
     let bytes =
         unsafe { core::slice::from_raw_parts((s as *const Scratch).cast::<u8>(), size as usize) };
-    let flag = data_wakeup_flag(&mut s.unwoken, size);
     if EVENTS.output(bytes, flag).is_ok() {
         count(stat::EVENTS, 1);
         count(stat::BYTES, len);

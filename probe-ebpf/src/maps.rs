@@ -110,6 +110,8 @@ pub struct Scratch {
     /// Bytes this CPU has written since it last asked the ring whether to
     /// wake the reader (kept across syscalls).
     pub unwoken: u64,
+    /// When this CPU last forced a wake-up of the reader (ktime ns).
+    pub woke_ns: u64,
 }
 
 /// Where a syscall's bytes are, as saved at entry.
