@@ -1,5 +1,7 @@
 //! Kernel timestamps (`bpf_ktime_get_ns`, CLOCK_MONOTONIC) as wall-clock time.
 
+use crate::format::Ascii;
+
 #[derive(Clone, Copy, Debug)]
 pub struct Clock {
     /// CLOCK_REALTIME minus CLOCK_MONOTONIC, in ns, measured once.
@@ -68,12 +70,32 @@ pub fn rfc3339_from_unix_ns(ns: i128) -> String {
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    if !(0..=9999).contains(&y) {
+        return format!(
+            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
+            rem / 3600,
+            rem % 3600 / 60,
+            rem % 60
+        );
+    }
+    // Once per exchange in `--json`: digits written directly, not through
+    // the formatting machinery.
+    let mut s = Ascii::<32>::new();
+    s.padded(y as u64, 4);
+    s.push(b"-");
+    s.padded(m.into(), 2);
+    s.push(b"-");
+    s.padded(d.into(), 2);
+    s.push(b"T");
+    s.padded((rem / 3600) as u64, 2);
+    s.push(b":");
+    s.padded((rem % 3600 / 60) as u64, 2);
+    s.push(b":");
+    s.padded((rem % 60) as u64, 2);
+    s.push(b".");
+    s.padded(nanos as u64, 9);
+    s.push(b"Z");
+    s.as_str().to_owned()
 }
 
 /// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian
@@ -94,6 +116,29 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rfc3339_digits_match_the_formatted_form() {
+        let formatted = |ns: i128| {
+            let secs = ns.div_euclid(1_000_000_000) as i64;
+            let nanos = ns.rem_euclid(1_000_000_000);
+            let rem = secs.rem_euclid(86_400);
+            let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+            format!(
+                "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
+                rem / 3600,
+                rem % 3600 / 60,
+                rem % 60
+            )
+        };
+        let mut ns: i128 = 1;
+        while ns < 250_000_000_000_000_000_000 {
+            for t in [ns, ns + 999_999_999, ns * 7 + 123_456_789] {
+                assert_eq!(rfc3339_from_unix_ns(t), formatted(t), "{t}");
+            }
+            ns = ns * 3 + 1;
+        }
+    }
 
     #[test]
     fn rfc3339_known_instants() {

@@ -316,6 +316,7 @@ impl ViewArgs {
             bodies: self.bodies,
             redact: Redactor::new(!self.show_secrets, &self.redact),
             clock_offset_ns,
+            last_second: Default::default(),
         })
     }
 }
@@ -398,12 +399,17 @@ fn load(cfg: &CaptureConfig) -> anyhow::Result<Probes> {
     Ok(probes)
 }
 
+/// Output is written out at the end of every read of the ring buffer (see
+/// `session::run`), so a larger buffer only means fewer `write` calls when
+/// many exchanges arrive at once, not later output.
+const STDOUT_BUFFER: usize = 64 * 1024;
+
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         None if cli.raw => {
             let stop = session::stop_flag().context("installing signal handlers")?;
             let mut probes = load(&cli.capture.config(false))?;
-            let stdout = BufWriter::new(io::stdout().lock());
+            let stdout = BufWriter::with_capacity(STDOUT_BUFFER, io::stdout().lock());
             let mut printer = RawPrinter::new(stdout, cli.view.json, cli.preview, Clock::new());
             session::run(
                 &mut probes,
@@ -427,7 +433,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             let go = probes.go_loaded();
             let mut manager = go.then(|| go_manager(&cli.capture, &mut probes));
-            let stdout = BufWriter::new(io::stdout().lock());
+            let stdout = BufWriter::with_capacity(STDOUT_BUFFER, io::stdout().lock());
             let opts = cli.capture.options();
             if cli.source == "uprobes" {
                 let mut sink =
@@ -478,6 +484,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 bodies: false,
                 redact: Redactor::new(true, &[]),
                 clock_offset_ns: 0,
+                last_second: Default::default(),
             };
             let mut sink = live::HttpSink::new(Filters::default(), renderer, io::sink(), None)
                 .both_sides()
@@ -553,7 +560,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             need_go(&probes)?;
             let mut manager = go_manager(&capture, &mut probes);
             let namer = uprobes::topology::HostNamer::new(service_names.into_iter().collect());
-            let stdout = BufWriter::new(io::stdout().lock());
+            let stdout = BufWriter::with_capacity(STDOUT_BUFFER, io::stdout().lock());
             let mut sink = uprobes::sink::TopologySink::new(Box::new(namer), json, stdout);
             session::run(
                 &mut probes,

@@ -552,6 +552,7 @@ mod tests {
             bodies: false,
             redact: Redactor::new(true, &[]),
             clock_offset_ns: 0,
+            last_second: Default::default(),
         };
         Pipeline::new(ConnConfig::default(), filters, renderer, Vec::new())
     }

@@ -3,7 +3,13 @@
 //! version is `SCHEMA_VERSION`). Secrets are redacted in both unless the user
 //! says otherwise.
 
-use std::{borrow::Cow, fmt, io, io::Write, net::SocketAddr};
+use std::{
+    borrow::Cow,
+    cell::Cell,
+    fmt, io,
+    io::Write,
+    net::{SocketAddr, SocketAddrV4},
+};
 
 use base64::Engine as _;
 use protocols::record::{Exchange, FIELD_UNKNOWN, Flags, Grpc, Headers, Proto, Side};
@@ -14,7 +20,7 @@ use crate::uprobes::join::GoView;
 use crate::{
     clock::rfc3339_from_unix_ns,
     events::{Comm, ConnKey},
-    format::{bytes_human, preview},
+    format::{Ascii, Bytes, preview},
     jsonline,
 };
 
@@ -134,6 +140,48 @@ pub struct Renderer {
     pub redact: Redactor,
     /// Added to capture-clock timestamps to get Unix time (ns).
     pub clock_offset_ns: i128,
+    /// The last second turned into a local time of day.
+    pub last_second: LastSecond,
+}
+
+/// The last Unix second shown and its local `HH:MM:SS`: `localtime_r`
+/// (which takes a lock and checks the time zone) runs once per second of
+/// output instead of once per exchange.
+#[derive(Debug)]
+pub struct LastSecond(Cell<(i64, [u8; 8])>);
+
+impl Default for LastSecond {
+    fn default() -> Self {
+        LastSecond(Cell::new((i64::MIN, *b"00:00:00")))
+    }
+}
+
+impl LastSecond {
+    /// `HH:MM:SS.uuuuuu` in the local time zone for a Unix time in ns.
+    fn time_of_day(&self, unix_ns: u64) -> Ascii<16> {
+        let secs = (unix_ns / 1_000_000_000) as i64;
+        let (last, mut hms) = self.0.get();
+        if secs != last {
+            // SAFETY: zeroed tm is a valid out-parameter for localtime_r.
+            let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+            let t = secs as libc::time_t;
+            // SAFETY: valid pointers to a time_t and a tm.
+            unsafe { libc::localtime_r(&t, &mut tm) };
+            let mut a = Ascii::<8>::new();
+            a.padded(tm.tm_hour as u64, 2);
+            a.push(b":");
+            a.padded(tm.tm_min as u64, 2);
+            a.push(b":");
+            a.padded(tm.tm_sec as u64, 2);
+            hms.copy_from_slice(a.as_str().as_bytes().get(..8).unwrap_or(b"00:00:00"));
+            self.0.set((secs, hms));
+        }
+        let mut out = Ascii::<16>::new();
+        out.push(&hms);
+        out.push(b".");
+        out.padded(unix_ns % 1_000_000_000 / 1000, 6);
+        out
+    }
 }
 
 impl Renderer {
@@ -185,8 +233,8 @@ impl Renderer {
         o.str("comm", &meta.comm.as_str())?;
         o.num("fd", meta.key.fd)?;
         o.str("side", ex.side.as_str())?;
-        o.opt_str("local", meta.local.map(|a| a.to_string()).as_deref())?;
-        o.opt_str("remote", meta.remote.map(|a| a.to_string()).as_deref())?;
+        o.opt_str("local", meta.local.map(addr_text).as_deref())?;
+        o.opt_str("remote", meta.remote.map(addr_text).as_deref())?;
         o.serde("peer", &meta.peer)?;
         o.opt_str("conn_role", meta.role)?;
         o.opt_str(
@@ -248,7 +296,8 @@ impl Renderer {
     ) -> io::Result<()> {
         let resp = ex.response.as_ref();
         // Line 1: what was asked and answered.
-        write!(out, "{} ", LocalTime(self.start_ns(ex)))?;
+        let time = self.last_second.time_of_day(self.start_ns(ex));
+        write!(out, "{} ", time.as_str())?;
         match &ex.grpc {
             Some(g) => {
                 write!(
@@ -290,8 +339,10 @@ impl Renderer {
                 }
             }
         }
-        let latency = ex.latency_ns().map(latency_human).unwrap_or_default();
-        writeln!(out, "  {latency}")?;
+        match ex.latency_ns() {
+            Some(ns) => writeln!(out, "  {}", Latency(ns))?,
+            None => writeln!(out, "  ")?,
+        }
 
         // Line 2, dimmed: who talked to whom, and how much.
         self.dim_start(out)?;
@@ -323,9 +374,9 @@ impl Renderer {
                 g.resp_messages
             )?;
         }
-        write!(out, "  req {} resp ", bytes_human(ex.request.body_len))?;
+        write!(out, "  req {} resp ", Bytes(ex.request.body_len))?;
         match resp {
-            Some(r) => write!(out, "{}", bytes_human(r.body_len))?,
+            Some(r) => write!(out, "{}", Bytes(r.body_len))?,
             None => write!(out, "-")?,
         }
         if let Some(code) = ex.reset_code {
@@ -485,32 +536,25 @@ pub fn h2_error_name(code: u32) -> &'static str {
 
 /// `850 µs`, `12.3 ms`, `1.52 s`.
 pub fn latency_human(ns: u64) -> String {
-    if ns < 1_000_000 {
-        format!("{} µs", ns / 1000)
-    } else if ns < 1_000_000_000 {
-        format!("{:.1} ms", ns as f64 / 1e6)
-    } else {
-        format!("{:.2} s", ns as f64 / 1e9)
-    }
+    Latency(ns).to_string()
 }
 
-/// Local time of day with microseconds for a Unix time in ns.
-/// Wall-clock time of day (local time zone) with microseconds.
-struct LocalTime(u64);
+/// [`latency_human`] written in place.
+struct Latency(u64);
 
-impl fmt::Display for LocalTime {
+impl fmt::Display for Latency {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let secs = (self.0 / 1_000_000_000) as libc::time_t;
-        let micros = self.0 % 1_000_000_000 / 1000;
-        // SAFETY: zeroed tm is a valid out-parameter for localtime_r.
-        let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-        // SAFETY: valid pointers to a time_t and a tm.
-        unsafe { libc::localtime_r(&secs, &mut tm) };
-        write!(
-            f,
-            "{:02}:{:02}:{:02}.{:06}",
-            tm.tm_hour, tm.tm_min, tm.tm_sec, micros
-        )
+        let ns = self.0;
+        if ns < 1_000_000 {
+            let mut a = Ascii::<16>::new();
+            a.number(ns / 1000);
+            a.push(" µs".as_bytes());
+            f.write_str(a.as_str())
+        } else if ns < 1_000_000_000 {
+            write!(f, "{:.1} ms", ns as f64 / 1e6)
+        } else {
+            write!(f, "{:.2} s", ns as f64 / 1e9)
+        }
     }
 }
 
@@ -565,10 +609,35 @@ struct Addr(Option<SocketAddr>);
 impl fmt::Display for Addr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0 {
+            // The usual case, in one piece (std's formatting writes each
+            // octet and the port through the formatting machinery).
+            Some(SocketAddr::V4(a)) => f.write_str(v4(a).as_str()),
             Some(a) => write!(f, "{a}"),
             None => f.write_str("?"),
         }
     }
+}
+
+/// An address as std writes it (IPv4 without the formatting machinery).
+fn addr_text(a: SocketAddr) -> String {
+    match a {
+        SocketAddr::V4(a) => v4(a).as_str().to_owned(),
+        a => a.to_string(),
+    }
+}
+
+/// `a.b.c.d:port`, as std writes it.
+fn v4(a: SocketAddrV4) -> Ascii<21> {
+    let mut s = Ascii::new();
+    for (i, o) in a.ip().octets().into_iter().enumerate() {
+        if i > 0 {
+            s.push(b".");
+        }
+        s.number(o.into());
+    }
+    s.push(b":");
+    s.number(a.port().into());
+    s
 }
 
 /// `[gap, incomplete]`.
@@ -649,6 +718,7 @@ mod tests {
             bodies: true,
             redact: Redactor::new(!secrets, &["x-api-key".into()]),
             clock_offset_ns: 1_700_000_000_000_000_000,
+            last_second: Default::default(),
         }
     }
 
@@ -761,5 +831,51 @@ mod tests {
         assert_eq!(latency_human(850_000), "850 µs");
         assert_eq!(latency_human(12_340_000), "12.3 ms");
         assert_eq!(latency_human(1_520_000_000), "1.52 s");
+        assert_eq!(latency_human(0), "0 µs");
+        assert_eq!(latency_human(999_999), "999 µs");
+    }
+
+    #[test]
+    fn ipv4_addresses_read_as_std_writes_them() {
+        for a in [
+            "0.0.0.0:0",
+            "127.0.0.1:8080",
+            "255.255.255.255:65535",
+            "10.20.3.100:443",
+        ] {
+            let a: SocketAddr = a.parse().unwrap();
+            assert_eq!(Addr(Some(a)).to_string(), a.to_string());
+        }
+        let v6: SocketAddr = "[::1]:80".parse().unwrap();
+        assert_eq!(Addr(Some(v6)).to_string(), "[::1]:80");
+        assert_eq!(Addr(None).to_string(), "?");
+    }
+
+    #[test]
+    fn time_of_day_is_local_time_with_micros_and_follows_the_clock() {
+        let clock = LastSecond::default();
+        // Against localtime_r itself, across second, minute and day edges.
+        for ns in [
+            1_700_000_000_000_001_000u64,
+            1_700_000_000_999_999_000,
+            1_700_000_001_000_000_000,
+            1_700_000_059_500_000_000,
+            1_700_000_060_000_042_000,
+            1_700_086_400_123_456_789,
+            1_700_000_000_000_001_000,
+        ] {
+            let secs = (ns / 1_000_000_000) as libc::time_t;
+            // SAFETY: as in LastSecond::time_of_day.
+            let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+            unsafe { libc::localtime_r(&secs, &mut tm) };
+            let want = format!(
+                "{:02}:{:02}:{:02}.{:06}",
+                tm.tm_hour,
+                tm.tm_min,
+                tm.tm_sec,
+                ns % 1_000_000_000 / 1000
+            );
+            assert_eq!(clock.time_of_day(ns).as_str(), want);
+        }
     }
 }
