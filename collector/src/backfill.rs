@@ -49,6 +49,9 @@ pub struct Backfill {
     /// Pending connections to look up again at their first bytes in the
     /// other direction than these (see [`Backfill::on_event`]).
     await_reply: HashMap<ConnKey, Direction>,
+    /// Network namespace per process (None: could not be read), and ours.
+    netns: HashMap<u32, Option<u64>>,
+    own_netns: Option<u64>,
     pub errors: u64,
     budget: u32,
     budget_since: Instant,
@@ -76,6 +79,8 @@ impl Backfill {
             unresolved: HashMap::new(),
             pending: Vec::new(),
             await_reply: HashMap::new(),
+            netns: HashMap::new(),
+            own_netns: procfs::netns("self"),
             errors: 0,
             budget: LOOKUPS_PER_SECOND,
             budget_since: Instant::now(),
@@ -115,6 +120,7 @@ impl Backfill {
                 Vec::new()
             }
             Event::ProcExit(p) => {
+                self.netns.remove(&p.key.tgid);
                 let keys: Vec<ConnKey> = self
                     .addrs
                     .keys()
@@ -191,7 +197,32 @@ impl Backfill {
         self.captured.insert((local, remote), c.common.key);
         self.addrs.insert(c.common.key, (local, remote));
         self.unresolved.insert(c.common.key, c.clone());
-        Vec::new()
+        // The namespace tells two loopback connections with the same
+        // addresses in different containers apart (see pipeline::pair_scope).
+        match self.netns_of(c.common.key.tgid) {
+            Some(ns) => vec![MetaUpdate {
+                pid: c.common.key.tgid,
+                fd: c.common.key.fd,
+                generation: c.common.key.generation,
+                netns: Some(ns),
+                ..MetaUpdate::default()
+            }],
+            None => Vec::new(),
+        }
+    }
+
+    fn netns_of(&mut self, pid: u32) -> Option<u64> {
+        *self
+            .netns
+            .entry(pid)
+            .or_insert_with(|| procfs::netns(&pid.to_string()))
+    }
+
+    /// The process is in another network namespace than sniff: our
+    /// sock_diag answers and our listening sockets say nothing about it.
+    fn elsewhere(&mut self, pid: u32) -> bool {
+        let own = self.own_netns;
+        own.is_some() && self.netns_of(pid).is_some_and(|ns| Some(ns) != own)
     }
 
     /// What sock_diag and /proc say about a connection that carries bytes.
@@ -208,7 +239,10 @@ impl Backfill {
             generation: c.common.key.generation,
             ..MetaUpdate::default()
         };
-        if c.role == Role::Unknown && c.sock_type == 1 {
+        // sock_diag and the listening sockets are those of sniff's own
+        // network namespace: they tell nothing about a process elsewhere.
+        let elsewhere = self.elsewhere(c.common.key.tgid);
+        if c.role == Role::Unknown && c.sock_type == 1 && !elsewhere {
             // Opened before we started: ask the kernel's socket table, by
             // the socket's inode (exact), or by its addresses.
             let inode = procfs::socket_inode(c.common.key.tgid, c.common.key.fd);
@@ -235,7 +269,10 @@ impl Backfill {
                 update.role = Some(if listening { "server" } else { "client" }.to_string());
             }
         }
-        if self.is_local(remote.ip()) && !self.captured.contains_key(&(remote, local)) {
+        if self.is_local(remote.ip())
+            && !(elsewhere && remote.ip().is_loopback())
+            && !self.captured.contains_key(&(remote, local))
+        {
             // The other end is on this host but not captured (yet: a
             // client sends before the server has accepted). Look it up
             // when the reply comes, or at the next retry.
@@ -534,9 +571,16 @@ mod tests {
             server.peer_addr().unwrap(),
             Role::Unknown,
         );
-        assert!(
-            b.on_event(&Event::Conn(c.clone())).is_empty(),
-            "nothing before bytes"
+        // At the announcement, only the process's network namespace.
+        let own = procfs::netns("self");
+        assert!(own.is_some());
+        assert_eq!(
+            b.on_event(&Event::Conn(c.clone()))
+                .iter()
+                .map(|u| u.netns)
+                .collect::<Vec<_>>(),
+            vec![own],
+            "nothing but the namespace before bytes"
         );
         let updates = b.resolve(&c);
         assert_eq!(updates.len(), 1);
@@ -594,7 +638,10 @@ mod tests {
             Role::Client,
         );
         let mut b = Backfill::new();
-        assert!(b.on_event(&Event::Conn(c.clone())).is_empty());
+        let at_conn = b.on_event(&Event::Conn(c.clone()));
+        assert_eq!(at_conn.len(), 1);
+        assert_eq!(at_conn[0].netns, procfs::netns("self"));
+        assert!(at_conn[0].peer.is_none() && at_conn[0].role.is_none());
         // The request goes out before the server accepts: nobody holds
         // the other end yet.
         assert!(b.on_event(&data(&c, Direction::Egress)).is_empty());

@@ -82,21 +82,14 @@ impl<W: Write> HttpSink<W> {
 
 impl<W: Write> Sink for HttpSink<W> {
     fn event(&mut self, _raw: &[u8], ev: &Event<'_>) -> io::Result<()> {
-        let metas = self.backfill.on_event(ev);
-        // Metadata for a connection's first bytes goes in before them, so the
-        // exchanges they complete already name the peer; anything else
-        // follows the event that announced the connection.
-        let data = matches!(ev, Event::Data(_));
-        if !data {
-            self.pipeline.input(&Input::Event(ev))?;
-        }
-        for m in &metas {
+        // Metadata goes in before the event it came with: a connection's
+        // namespace before its announcement (it decides which end pairs
+        // with which), and what its first bytes revealed before them, so
+        // the exchanges they complete already name the peer.
+        for m in &self.backfill.on_event(ev) {
             self.pipeline.input(&Input::Meta(m))?;
         }
-        if data {
-            self.pipeline.input(&Input::Event(ev))?;
-        }
-        Ok(())
+        self.pipeline.input(&Input::Event(ev))
     }
 
     fn tick(&mut self) -> io::Result<()> {
@@ -220,18 +213,11 @@ impl Sink for RecordSink {
             self.stop.store(true, Ordering::Relaxed);
             return Ok(());
         }
-        let metas = self.backfill.on_event(ev);
-        let data = matches!(ev, Event::Data(_));
-        if !data {
-            self.writer.event(raw)?;
-        }
-        for m in &metas {
+        // In the order the live pipeline takes them (see `HttpSink`).
+        for m in &self.backfill.on_event(ev) {
             self.writer.meta(m)?;
         }
-        if data {
-            self.writer.event(raw)?;
-        }
-        Ok(())
+        self.writer.event(raw)
     }
 
     fn tick(&mut self) -> io::Result<()> {

@@ -45,6 +45,10 @@ pub struct MetaUpdate {
     pub tcp_state: Option<u8>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer: Option<Peer>,
+    /// The network namespace of the process (inode of `/proc/PID/ns/net`),
+    /// sent before the event that announces the connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns: Option<u64>,
 }
 
 impl MetaUpdate {
@@ -82,6 +86,8 @@ struct Tracked {
     muted: bool,
     last_ns: u64,
     flushed: bool,
+    /// Its [`pair_scope`].
+    scope: u64,
 }
 
 /// Counters over the whole run.
@@ -104,9 +110,11 @@ pub struct PipelineStats {
 
 pub struct Pipeline<W: Write> {
     conns: FxHashMap<ConnKey, Tracked>,
-    /// (local, remote) of captured sockets, to pair the two ends of a
-    /// connection on this host.
-    by_addr: FxHashMap<(SocketAddr, SocketAddr), ConnKey>,
+    /// (scope, local, remote) of captured sockets, to pair the two ends of
+    /// a connection on this host (see [`pair_scope`]).
+    by_addr: FxHashMap<(u64, SocketAddr, SocketAddr), ConnKey>,
+    /// Network namespaces of connections not announced yet.
+    netns: FxHashMap<ConnKey, u64>,
     config: ConnConfig,
     filters: Filters,
     renderer: Renderer,
@@ -131,6 +139,7 @@ impl<W: Write> Pipeline<W> {
         Pipeline {
             conns: FxHashMap::default(),
             by_addr: FxHashMap::default(),
+            netns: FxHashMap::default(),
             config,
             filters,
             renderer,
@@ -304,10 +313,13 @@ impl<W: Write> Pipeline<W> {
             muted: false,
             last_ns: now,
             flushed: true,
+            scope: 0,
         };
+        let netns = self.netns.remove(&key);
         if let (Some(l), Some(r)) = (t.meta.local, t.meta.remote) {
-            self.by_addr.insert((l, r), key);
-            if let Some(other) = self.by_addr.get(&(r, l)).copied()
+            t.scope = pair_scope(l, r, netns);
+            self.by_addr.insert((t.scope, l, r), key);
+            if let Some(other) = self.by_addr.get(&(t.scope, r, l)).copied()
                 && let Some(o) = self.conns.get_mut(&other)
             {
                 // Both ends captured: each names the other.
@@ -340,9 +352,9 @@ impl<W: Write> Pipeline<W> {
             return;
         };
         if let (Some(l), Some(r)) = (t.meta.local, t.meta.remote)
-            && self.by_addr.get(&(l, r)) == Some(&key)
+            && self.by_addr.get(&(t.scope, l, r)) == Some(&key)
         {
-            self.by_addr.remove(&(l, r));
+            self.by_addr.remove(&(t.scope, l, r));
         }
         self.folded.insert(key);
         self.stats.folded += 1;
@@ -351,6 +363,13 @@ impl<W: Write> Pipeline<W> {
 
     fn meta(&mut self, m: &MetaUpdate) {
         let Some(t) = self.conns.get_mut(&m.key()) else {
+            // The namespace comes just before the connection's announcement.
+            if let Some(ns) = m.netns {
+                if self.netns.len() >= MAX_PENDING_NETNS {
+                    self.netns.clear();
+                }
+                self.netns.insert(m.key(), ns);
+            }
             return;
         };
         if let Some(peer) = &m.peer
@@ -402,9 +421,9 @@ impl<W: Write> Pipeline<W> {
             }
         }
         if let (Some(l), Some(r)) = (t.meta.local, t.meta.remote)
-            && self.by_addr.get(&(l, r)) == Some(&key)
+            && self.by_addr.get(&(t.scope, l, r)) == Some(&key)
         {
-            self.by_addr.remove(&(l, r));
+            self.by_addr.remove(&(t.scope, l, r));
         }
         let r = self.show(&t, &out);
         out.drain(..).for_each(Exchange::recycle);
@@ -470,6 +489,27 @@ impl<W: Write> Pipeline<W> {
     /// Writes a line that is not an exchange (a stats object) in order.
     pub fn write_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.out.write_all(bytes)
+    }
+}
+
+/// Announced connections whose namespace is kept waiting, at most: a
+/// namespace always comes just before its connection, so more means
+/// announcements were lost; the oldest are dropped.
+const MAX_PENDING_NETNS: usize = 4096;
+
+/// Which captured sockets may be the two ends of one connection: those with
+/// mirrored addresses and the same scope. Loopback traffic never leaves its
+/// network namespace, and every container has its own 127.0.0.1 where the
+/// same ports are used again: there the scope is the namespace. Other
+/// addresses are the same connection across namespaces (a container talking
+/// to the host through a bridge), so their scope is 0. An unknown namespace
+/// (a replay of an older recording, a process gone before it was looked up)
+/// is 0 too: paired by addresses alone, as before namespaces were known.
+fn pair_scope(local: SocketAddr, remote: SocketAddr, netns: Option<u64>) -> u64 {
+    if local.ip().is_loopback() || remote.ip().is_loopback() {
+        netns.unwrap_or(0)
+    } else {
+        0
     }
 }
 
@@ -567,6 +607,86 @@ mod tests {
 
     const REQ: &[u8] = b"GET /a HTTP/1.1\r\nHost: h\r\n\r\n";
     const RESP: &[u8] = b"HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\nno";
+
+    /// Two containers, each with its own 127.0.0.1, where a client happens
+    /// to use the same port to the same service: each client pairs with
+    /// the server in its own namespace, and both report.
+    #[test]
+    fn same_loopback_addresses_in_two_namespaces_are_two_connections() {
+        let mut p = pipeline(Filters::default());
+        let ns = |k: ConnKey, netns: u64| MetaUpdate {
+            pid: k.tgid,
+            fd: k.fd,
+            generation: k.generation,
+            netns: Some(netns),
+            ..MetaUpdate::default()
+        };
+        let (c1, s1, c2, s2) = (key(10, 3), key(20, 4), key(30, 3), key(40, 4));
+        // Announced interleaved: server A, client B, client A, server B.
+        for (k, comm, netns, role) in [
+            (s1, "server-a", 1, Role::Server),
+            (c2, "client-b", 2, Role::Client),
+            (c1, "client-a", 1, Role::Client),
+            (s2, "server-b", 2, Role::Server),
+        ] {
+            p.input(&Input::Meta(&ns(k, netns))).unwrap();
+            let (local, remote) = match role {
+                Role::Server => ("127.0.0.1:80", "127.0.0.1:5000"),
+                _ => ("127.0.0.1:5000", "127.0.0.1:80"),
+            };
+            p.input(&Input::Event(&conn(k, comm, local, remote, role)))
+                .unwrap();
+        }
+        let mut muted = p.take_muted();
+        muted.sort();
+        assert_eq!(
+            muted,
+            vec![s1, s2],
+            "each server end folded into its own client"
+        );
+        for (c, s, t) in [(c1, s1, 10), (c2, s2, 20)] {
+            for ev in [
+                data(c, Direction::Egress, 0, t, REQ),
+                data(s, Direction::Ingress, 0, t + 1, REQ),
+                data(s, Direction::Egress, 0, t + 2, RESP),
+                data(c, Direction::Ingress, 0, t + 3, RESP),
+            ] {
+                p.input(&Input::Event(&ev)).unwrap();
+            }
+        }
+        let out = shown(&p);
+        assert_eq!(out.len(), 2, "{out:?}");
+        assert_eq!(out[0]["comm"], "client-a");
+        assert_eq!(out[0]["peer"]["comm"], "server-a");
+        assert_eq!(out[1]["comm"], "client-b");
+        assert_eq!(out[1]["peer"]["comm"], "server-b");
+        // Without namespaces (an older recording), the same addresses pair
+        // as before: by addresses alone.
+        assert_eq!(
+            pair_scope(
+                "127.0.0.1:1".parse().unwrap(),
+                "127.0.0.1:2".parse().unwrap(),
+                None
+            ),
+            0
+        );
+        assert_eq!(
+            pair_scope(
+                "10.0.0.1:1".parse().unwrap(),
+                "10.0.0.2:2".parse().unwrap(),
+                Some(9)
+            ),
+            0
+        );
+        assert_eq!(
+            pair_scope(
+                "[::1]:1".parse().unwrap(),
+                "[::1]:2".parse().unwrap(),
+                Some(9)
+            ),
+            9
+        );
+    }
 
     /// Both ends on this host: one report, from the client, naming the server;
     /// the server end is handed back to be muted and is never decoded.

@@ -16,6 +16,17 @@ fn parse_socket_link(link: &str) -> Option<u64> {
         .ok()
 }
 
+/// The network namespace of `pid`: the inode in its
+/// `/proc/PID/ns/net -> net:[INODE]` link (`self` for sniff's own).
+pub fn netns(pid: &str) -> Option<u64> {
+    let link = std::fs::read_link(format!("/proc/{pid}/ns/net")).ok()?;
+    link.to_str()?
+        .strip_prefix("net:[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
+}
+
 /// A process's name as the kernel keeps it (`/proc/PID/comm`).
 pub fn comm(pid: u32) -> Option<String> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;

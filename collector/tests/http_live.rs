@@ -1034,3 +1034,161 @@ fn secrets_are_redacted_unless_show_secrets() {
         assert!(!all.contains(s), "{s} shown:\n{all}");
     }
 }
+
+/// A network namespace of the test's own, deleted on drop.
+struct Netns(String);
+
+impl Netns {
+    fn new(tag: &str) -> Netns {
+        let name = format!("sniff-test-{tag}-{}", std::process::id());
+        let ip = |args: &[&str]| {
+            let ok = Command::new("ip")
+                .args(args)
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "ip {}", args.join(" "));
+        };
+        let _ = Command::new("ip").args(["netns", "del", &name]).status();
+        ip(&["netns", "add", &name]);
+        ip(&["netns", "exec", &name, "ip", "link", "set", "lo", "up"]);
+        Netns(name)
+    }
+
+    /// `prog` run inside the namespace (`ip netns exec` execs it: same pid).
+    fn cmd(&self, prog: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.0, prog]);
+        c
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+/// Every container has its own 127.0.0.1, and the same ports get used in
+/// several of them: two connections with the very same addresses, in two
+/// network namespaces, at the same time. Each client must be paired with
+/// the server of its own namespace (named as its peer), and both reported.
+#[test]
+fn same_loopback_addresses_in_two_network_namespaces() {
+    let _guard = serial();
+    if !can_load_ebpf() {
+        return;
+    }
+    const SERVER: &str = "
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        b = sys.argv[2].encode()
+        self.send_response(200)
+        self.send_header('Content-Length', str(len(b)))
+        self.end_headers()
+        self.wfile.write(b)
+    def log_message(self, *a):
+        pass
+http.server.HTTPServer(('127.0.0.1', int(sys.argv[1])), H).serve_forever()
+";
+    const CLIENT: &str = "
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(('127.0.0.1', int(sys.argv[2])))
+s.connect(('127.0.0.1', int(sys.argv[1])))
+s.sendall(b'GET /' + sys.argv[3].encode() + b' HTTP/1.0\\r\\nHost: x\\r\\n\\r\\n')
+d = b''
+while True:
+    c = s.recv(4096)
+    if not c:
+        break
+    d += c
+print(d.split(b'\\r\\n\\r\\n', 1)[1].decode())
+";
+    let port = peers::free_port();
+    let client_port = (port + 10000).to_string();
+    let port = port.to_string();
+    let spaces = [Netns::new("a"), Netns::new("b")];
+    let servers: Vec<peers::Proc> = spaces
+        .iter()
+        .zip(["a", "b"])
+        .map(|(ns, tag)| {
+            let s = peers::Proc::spawn(
+                &format!("server {tag}"),
+                ns.cmd(PYTHON).args(["-c", SERVER, &port, tag]),
+            );
+            // Ready once something inside the namespace can connect.
+            let probe = format!("import socket; socket.create_connection(('127.0.0.1', {port}))");
+            let deadline = std::time::Instant::now() + WAIT;
+            while !ns
+                .cmd(PYTHON)
+                .args(["-c", &probe])
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|st| st.success())
+            {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "server {tag} never listened"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            s
+        })
+        .collect();
+    let sniff = Sniff::start(&["--json", "--port", &port]);
+    // Both clients connect before either server accepts (the servers are
+    // stopped meanwhile), so that both pairs of addresses are known to sniff
+    // at the same time.
+    let signal = |sig: &str| {
+        for s in &servers {
+            let ok = Command::new("kill")
+                .args([sig, &s.pid().to_string()])
+                .status()
+                .is_ok_and(|st| st.success());
+            assert!(ok, "kill {sig}");
+        }
+    };
+    signal("-STOP");
+    let clients: Vec<Child> = spaces
+        .iter()
+        .zip(["a", "b"])
+        .map(|(ns, tag)| {
+            ns.cmd(PYTHON)
+                .args(["-c", CLIENT, &port, &client_port, tag])
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(700));
+    signal("-CONT");
+    let client_pids: Vec<u32> = clients.iter().map(Child::id).collect();
+    for (c, tag) in clients.into_iter().zip(["a", "b"]) {
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success(), "client {tag}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            tag,
+            "client {tag}'s answer"
+        );
+    }
+
+    let got = collect(sniff, 2);
+    assert_eq!(got.len(), 2, "{got:#?}");
+    for (i, tag) in ["a", "b"].into_iter().enumerate() {
+        let path = format!("/{tag}");
+        let ex = got
+            .iter()
+            .find(|e| e["path"] == path.as_str())
+            .unwrap_or_else(|| panic!("no exchange for {path}: {got:#?}"));
+        assert_eq!(ex["pid"], client_pids[i], "{ex}");
+        assert_eq!(ex["side"], "client", "{ex}");
+        assert_eq!(ex["local"], format!("127.0.0.1:{client_port}"), "{ex}");
+        assert_eq!(ex["remote"], format!("127.0.0.1:{port}"), "{ex}");
+        assert_eq!(ex["status"], 200, "{ex}");
+        assert_eq!(ex["resp_body_len"], 1, "{ex}");
+        assert_eq!(ex["peer"]["pid"], servers[i].pid(), "{tag}'s peer: {ex}");
+    }
+}
