@@ -362,14 +362,15 @@ impl<W: Write> Pipeline<W> {
     }
 
     fn meta(&mut self, m: &MetaUpdate) {
-        let Some(t) = self.conns.get_mut(&m.key()) else {
-            // The namespace comes just before the connection's announcement.
-            if let Some(ns) = m.netns {
-                if self.netns.len() >= MAX_PENDING_NETNS {
-                    self.netns.clear();
-                }
-                self.netns.insert(m.key(), ns);
+        // The namespace comes just before the connection's announcement
+        // (which may re-announce a key that is tracked now).
+        if let Some(ns) = m.netns {
+            if self.netns.len() >= MAX_PENDING_NETNS {
+                self.netns.clear();
             }
+            self.netns.insert(m.key(), ns);
+        }
+        let Some(t) = self.conns.get_mut(&m.key()) else {
             return;
         };
         if let Some(peer) = &m.peer
