@@ -86,8 +86,8 @@ struct Tracked {
     muted: bool,
     last_ns: u64,
     flushed: bool,
-    /// Its [`pair_scope`].
-    scope: u64,
+    /// The network namespace of its process, if known.
+    netns: Option<u64>,
 }
 
 /// Counters over the whole run.
@@ -110,9 +110,10 @@ pub struct PipelineStats {
 
 pub struct Pipeline<W: Write> {
     conns: FxHashMap<ConnKey, Tracked>,
-    /// (scope, local, remote) of captured sockets, to pair the two ends of
-    /// a connection on this host (see [`pair_scope`]).
-    by_addr: FxHashMap<(u64, SocketAddr, SocketAddr), ConnKey>,
+    /// Captured sockets by (local, remote), to pair the two ends of a
+    /// connection on this host (see [`may_pair`]); nearly always one each,
+    /// more when containers reuse the same loopback addresses.
+    by_addr: FxHashMap<(SocketAddr, SocketAddr), Vec<ConnKey>>,
     /// Network namespaces of connections not announced yet.
     netns: FxHashMap<ConnKey, u64>,
     config: ConnConfig,
@@ -313,13 +314,19 @@ impl<W: Write> Pipeline<W> {
             muted: false,
             last_ns: now,
             flushed: true,
-            scope: 0,
+            netns: None,
         };
-        let netns = self.netns.remove(&key);
+        t.netns = self.netns.remove(&key);
         if let (Some(l), Some(r)) = (t.meta.local, t.meta.remote) {
-            t.scope = pair_scope(l, r, netns);
-            self.by_addr.insert((t.scope, l, r), key);
-            if let Some(other) = self.by_addr.get(&(t.scope, r, l)).copied()
+            self.by_addr.entry((l, r)).or_default().push(key);
+            let other = self.by_addr.get(&(r, l)).and_then(|ends| {
+                ends.iter().rev().copied().find(|k| {
+                    self.conns
+                        .get(k)
+                        .is_some_and(|o| may_pair(l, r, t.netns, o.netns))
+                })
+            });
+            if let Some(other) = other
                 && let Some(o) = self.conns.get_mut(&other)
             {
                 // Both ends captured: each names the other.
@@ -343,6 +350,15 @@ impl<W: Write> Pipeline<W> {
         self.conns.insert(key, t);
     }
 
+    fn forget_addr(&mut self, key: ConnKey, local: SocketAddr, remote: SocketAddr) {
+        if let Some(ends) = self.by_addr.get_mut(&(local, remote)) {
+            ends.retain(|k| *k != key);
+            if ends.is_empty() {
+                self.by_addr.remove(&(local, remote));
+            }
+        }
+    }
+
     /// The server end of a connection whose client end is captured too: the
     /// client end reports every exchange, so this one is forgotten (only its
     /// key is kept, to ignore bytes already on their way) and the kernel is
@@ -351,10 +367,8 @@ impl<W: Write> Pipeline<W> {
         let Some(t) = self.conns.remove(&key) else {
             return;
         };
-        if let (Some(l), Some(r)) = (t.meta.local, t.meta.remote)
-            && self.by_addr.get(&(t.scope, l, r)) == Some(&key)
-        {
-            self.by_addr.remove(&(t.scope, l, r));
+        if let (Some(l), Some(r)) = (t.meta.local, t.meta.remote) {
+            self.forget_addr(key, l, r);
         }
         self.folded.insert(key);
         self.stats.folded += 1;
@@ -421,10 +435,8 @@ impl<W: Write> Pipeline<W> {
                 self.stats.lost_bytes += p.stats().lost_bytes;
             }
         }
-        if let (Some(l), Some(r)) = (t.meta.local, t.meta.remote)
-            && self.by_addr.get(&(t.scope, l, r)) == Some(&key)
-        {
-            self.by_addr.remove(&(t.scope, l, r));
+        if let (Some(l), Some(r)) = (t.meta.local, t.meta.remote) {
+            self.forget_addr(key, l, r);
         }
         let r = self.show(&t, &out);
         out.drain(..).for_each(Exchange::recycle);
@@ -498,19 +510,19 @@ impl<W: Write> Pipeline<W> {
 /// announcements were lost; the oldest are dropped.
 const MAX_PENDING_NETNS: usize = 4096;
 
-/// Which captured sockets may be the two ends of one connection: those with
-/// mirrored addresses and the same scope. Loopback traffic never leaves its
-/// network namespace, and every container has its own 127.0.0.1 where the
-/// same ports are used again: there the scope is the namespace. Other
-/// addresses are the same connection across namespaces (a container talking
-/// to the host through a bridge), so their scope is 0. An unknown namespace
-/// (a replay of an older recording, a process gone before it was looked up)
-/// is 0 too: paired by addresses alone, as before namespaces were known.
-fn pair_scope(local: SocketAddr, remote: SocketAddr, netns: Option<u64>) -> u64 {
-    if local.ip().is_loopback() || remote.ip().is_loopback() {
-        netns.unwrap_or(0)
-    } else {
-        0
+/// Whether two captured sockets with mirrored addresses may be the two
+/// ends of one connection. Loopback traffic never leaves its network
+/// namespace, and every container has its own 127.0.0.1 where the same
+/// ports get used again: there the namespaces must be the same. Other
+/// addresses are one connection across namespaces (a container talking to
+/// the host through a bridge). An unknown namespace (a process gone before
+/// it was looked up, a replay of an older recording) pairs by addresses
+/// alone, as before namespaces were known.
+fn may_pair(local: SocketAddr, remote: SocketAddr, a: Option<u64>, b: Option<u64>) -> bool {
+    let loopback = local.ip().is_loopback() || remote.ip().is_loopback();
+    match (a, b) {
+        (Some(a), Some(b)) if loopback => a == b,
+        _ => true,
     }
 }
 
@@ -661,32 +673,51 @@ mod tests {
         assert_eq!(out[0]["peer"]["comm"], "server-a");
         assert_eq!(out[1]["comm"], "client-b");
         assert_eq!(out[1]["peer"]["comm"], "server-b");
-        // Without namespaces (an older recording), the same addresses pair
-        // as before: by addresses alone.
-        assert_eq!(
-            pair_scope(
-                "127.0.0.1:1".parse().unwrap(),
-                "127.0.0.1:2".parse().unwrap(),
-                None
-            ),
-            0
+        // A namespace not known (a process gone before it was looked up, an
+        // older recording) pairs by addresses alone.
+        let (lo1, lo2): (SocketAddr, SocketAddr) = (
+            "127.0.0.1:1".parse().unwrap(),
+            "127.0.0.1:2".parse().unwrap(),
         );
-        assert_eq!(
-            pair_scope(
-                "10.0.0.1:1".parse().unwrap(),
-                "10.0.0.2:2".parse().unwrap(),
-                Some(9)
-            ),
-            0
-        );
-        assert_eq!(
-            pair_scope(
-                "[::1]:1".parse().unwrap(),
-                "[::1]:2".parse().unwrap(),
-                Some(9)
-            ),
-            9
-        );
+        assert!(may_pair(lo1, lo2, Some(1), None));
+        assert!(may_pair(lo1, lo2, None, None));
+        assert!(!may_pair(lo1, lo2, Some(1), Some(2)));
+        let (a, b): (SocketAddr, SocketAddr) =
+            ("10.0.0.1:1".parse().unwrap(), "10.0.0.2:2".parse().unwrap());
+        assert!(may_pair(a, b, Some(1), Some(2)), "across a bridge");
+    }
+
+    /// A short-lived client (curl) is often gone before its namespace can be
+    /// read: its end still pairs with the server's, whose namespace is known.
+    #[test]
+    fn an_end_of_unknown_namespace_still_pairs() {
+        let mut p = pipeline(Filters::default());
+        let (c, s) = (key(10, 3), key(20, 4));
+        p.input(&Input::Meta(&MetaUpdate {
+            pid: s.tgid,
+            fd: s.fd,
+            generation: s.generation,
+            netns: Some(7),
+            ..MetaUpdate::default()
+        }))
+        .unwrap();
+        p.input(&Input::Event(&conn(
+            s,
+            "nginx",
+            "127.0.0.1:80",
+            "127.0.0.1:5000",
+            Role::Server,
+        )))
+        .unwrap();
+        p.input(&Input::Event(&conn(
+            c,
+            "curl",
+            "127.0.0.1:5000",
+            "127.0.0.1:80",
+            Role::Client,
+        )))
+        .unwrap();
+        assert_eq!(p.take_muted(), vec![s]);
     }
 
     /// Both ends on this host: one report, from the client, naming the server;
