@@ -198,7 +198,7 @@ impl Backfill {
         self.addrs.insert(c.common.key, (local, remote));
         self.unresolved.insert(c.common.key, c.clone());
         // The namespace tells two loopback connections with the same
-        // addresses in different containers apart (see pipeline::pair_scope).
+        // addresses in different containers apart (see `pipeline::may_pair`).
         match self.netns_of(c.common.key.tgid) {
             Some(ns) => vec![MetaUpdate {
                 pid: c.common.key.tgid,
