@@ -687,6 +687,18 @@ mod tests {
         assert!(may_pair(a, b, Some(1), Some(2)), "across a bridge");
     }
 
+    /// Announces server end `s` (nginx, 127.0.0.1:80) accepted from client
+    /// end `c` (curl, 127.0.0.1:5000), in that order.
+    fn announce_ends(p: &mut Pipeline<Vec<u8>>, c: ConnKey, s: ConnKey) {
+        for (k, comm, local, remote, role) in [
+            (s, "nginx", "127.0.0.1:80", "127.0.0.1:5000", Role::Server),
+            (c, "curl", "127.0.0.1:5000", "127.0.0.1:80", Role::Client),
+        ] {
+            p.input(&Input::Event(&conn(k, comm, local, remote, role)))
+                .unwrap();
+        }
+    }
+
     /// A short-lived client (curl) is often gone before its namespace can be
     /// read: its end still pairs with the server's, whose namespace is known.
     #[test]
@@ -701,22 +713,7 @@ mod tests {
             ..MetaUpdate::default()
         }))
         .unwrap();
-        p.input(&Input::Event(&conn(
-            s,
-            "nginx",
-            "127.0.0.1:80",
-            "127.0.0.1:5000",
-            Role::Server,
-        )))
-        .unwrap();
-        p.input(&Input::Event(&conn(
-            c,
-            "curl",
-            "127.0.0.1:5000",
-            "127.0.0.1:80",
-            Role::Client,
-        )))
-        .unwrap();
+        announce_ends(&mut p, c, s);
         assert_eq!(p.take_muted(), vec![s]);
     }
 
@@ -726,22 +723,7 @@ mod tests {
     fn both_ends_captured_report_once_from_the_client() {
         let mut p = pipeline(Filters::default());
         let (c, s) = (key(10, 3), key(20, 4));
-        p.input(&Input::Event(&conn(
-            s,
-            "nginx",
-            "127.0.0.1:80",
-            "127.0.0.1:5000",
-            Role::Server,
-        )))
-        .unwrap();
-        p.input(&Input::Event(&conn(
-            c,
-            "curl",
-            "127.0.0.1:5000",
-            "127.0.0.1:80",
-            Role::Client,
-        )))
-        .unwrap();
+        announce_ends(&mut p, c, s);
         assert_eq!(p.take_muted(), vec![s]);
         for ev in [
             data(c, Direction::Egress, 0, 10, REQ),
@@ -763,22 +745,7 @@ mod tests {
             side: Some(Side::Server),
             ..Filters::default()
         });
-        p.input(&Input::Event(&conn(
-            s,
-            "nginx",
-            "127.0.0.1:80",
-            "127.0.0.1:5000",
-            Role::Server,
-        )))
-        .unwrap();
-        p.input(&Input::Event(&conn(
-            c,
-            "curl",
-            "127.0.0.1:5000",
-            "127.0.0.1:80",
-            Role::Client,
-        )))
-        .unwrap();
+        announce_ends(&mut p, c, s);
         assert!(p.take_muted().is_empty());
         for ev in [
             data(c, Direction::Egress, 0, 10, REQ),
