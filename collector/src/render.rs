@@ -546,10 +546,10 @@ impl fmt::Display for Latency {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ns = self.0;
         if ns < 1_000_000 {
-            let mut a = Ascii::<16>::new();
+            let mut a = Ascii::<4>::new();
             a.number(ns / 1000);
-            a.push(" µs".as_bytes());
-            f.write_str(a.as_str())
+            f.write_str(a.as_str())?;
+            f.write_str(" µs")
         } else if ns < 1_000_000_000 {
             write!(f, "{:.1} ms", ns as f64 / 1e6)
         } else {
