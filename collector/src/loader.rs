@@ -30,7 +30,7 @@ const TRACEFS: &str = "/sys/kernel/tracing";
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error(
-        "sniff needs root, or the capabilities CAP_BPF and CAP_PERFMON (missing: {missing}).\n\
+        "needs root, or the capabilities CAP_BPF and CAP_PERFMON (missing: {missing}).\n\
          Run it with sudo, or grant them once: sudo setcap cap_bpf,cap_perfmon,cap_dac_read_search,cap_sys_ptrace+ep {exe}"
     )]
     Privileges { missing: String, exe: String },
