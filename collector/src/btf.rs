@@ -267,6 +267,10 @@ impl Btf {
         let sk = |f: &str| self.field_offset("sock_common", f);
         let common = self.field_offset("sock", "__sk_common")?;
         Ok(KernelOffsets {
+            task_pid: self.field_offset("task_struct", "pid")?,
+            task_tgid: self.field_offset("task_struct", "tgid")?,
+            task_comm: self.field_offset("task_struct", "comm")?,
+            task_group_leader: self.field_offset("task_struct", "group_leader")?,
             task_files: self.field_offset("task_struct", "files")?,
             files_fdt: self.field_offset("files_struct", "fdt")?,
             fdt_max_fds: self.field_offset("fdtable", "max_fds")?,
@@ -389,5 +393,6 @@ mod tests {
         assert_eq!(o.sk_dport, 12);
         assert_eq!(o.sk_num, 14);
         assert!(o.sk_v6_daddr > o.sk_family);
+        assert_eq!(o.task_tgid, o.task_pid + 4, "pid_t pid; pid_t tgid;");
     }
 }

@@ -170,6 +170,29 @@ fn curl_to_python_http_server() {
     assert_server_view(&pairs, &server, client.pid, "curl");
 }
 
+/// A process is named by its main thread (`/proc/PID/comm`), also when the
+/// thread doing the I/O has a name of its own (grpcio's `event_engine`, JVM
+/// and Go-runtime-renamed threads): in the output, and for `--comm`.
+#[test]
+fn threads_with_their_own_names_count_as_their_process() {
+    let _guard = serial();
+    if !can_load_ebpf() {
+        return;
+    }
+    let server = Server::python_named_threads();
+    let port = server.port.to_string();
+    let by_comm = Sniff::start(&["--json", "--port", &port, "--comm", "python3"]);
+    let client = curl(&[], &[&server.url("/a"), &server.url("/b")]);
+    let did = client.curl_did();
+    let got = collect(by_comm, did.len());
+    let rules = Rules {
+        side: "server",
+        ..Rules::default()
+    };
+    let pairs = account::check("--comm python3, threads renamed", &got, &did, rules);
+    assert_server_view(&pairs, &server, client.pid, "curl");
+}
+
 #[test]
 fn keepalive_curl_to_node() {
     let _guard = serial();

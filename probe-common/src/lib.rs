@@ -518,6 +518,10 @@ impl Config {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct KernelOffsets {
+    pub task_pid: u32,
+    pub task_tgid: u32,
+    pub task_comm: u32,
+    pub task_group_leader: u32,
     pub task_files: u32,
     pub files_fdt: u32,
     pub fdt_max_fds: u32,
@@ -538,7 +542,7 @@ pub struct KernelOffsets {
     /// Non-zero once filled in; the programs capture nothing without it.
     pub valid: u32,
 }
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 72);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 88);
 
 /// Indices of the per-CPU STATS counters.
 pub mod stat {

@@ -2,20 +2,19 @@
 //!
 //! `sys_enter_close`: fd @16. `sys_exit_close`: ret @16.
 
-use aya_ebpf::{
-    helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext,
-};
+use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
 use probe_common::{CONN_IGNORED, CloseEvent, ConnKey, EventHeader, EventKind, Syscall};
 
 use crate::{
     data::{arg, ret, traced},
     emit,
     maps::{BUF_NONE, CONNS, Pending, pending_put, pending_take},
+    task,
 };
 
 #[tracepoint]
 pub fn close_enter_close(ctx: TracePointContext) -> u32 {
-    let id = bpf_get_current_pid_tgid();
+    let id = task::pid_tgid();
     let tgid = (id >> 32) as u32;
     if !traced(tgid) {
         return 0;
@@ -42,7 +41,7 @@ pub fn close_enter_close(ctx: TracePointContext) -> u32 {
 
 #[tracepoint]
 pub fn close_exit_close(ctx: TracePointContext) -> u32 {
-    let id = bpf_get_current_pid_tgid();
+    let id = task::pid_tgid();
     let Some(p) = pending_take(id, Syscall::Close as u8) else {
         return 0;
     };
@@ -71,7 +70,7 @@ pub fn close_exit_close(ctx: TracePointContext) -> u32 {
             generation: state.generation,
             // SAFETY: plain helper call.
             ts_ns: unsafe { aya_ebpf::helpers::bpf_ktime_get_ns() },
-            comm: emit::comm(),
+            comm: task::comm(),
         },
         egress_bytes: state.pos[0],
         ingress_bytes: state.pos[1],

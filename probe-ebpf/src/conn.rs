@@ -5,17 +5,13 @@
 //! `sys_enter_connect`: fd @16, uservaddr @24, addrlen @32.
 //! `sys_exit_accept`/`sys_exit_accept4`: ret @16 is the new fd.
 
-use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
-    macros::tracepoint,
-    programs::TracePointContext,
-};
+use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::tracepoint, programs::TracePointContext};
 use probe_common::{ROLE_CLIENT, ROLE_SERVER, Syscall};
 
 use crate::{
     data::{arg, ret, traced},
     maps::{BUF_NONE, Pending, pending_put, pending_take},
-    socket,
+    socket, task,
 };
 
 /// `-EINPROGRESS`: a non-blocking connect under way.
@@ -23,7 +19,7 @@ const EINPROGRESS: i64 = -115;
 
 #[tracepoint]
 pub fn conn_enter_connect(ctx: TracePointContext) -> u32 {
-    let id = bpf_get_current_pid_tgid();
+    let id = task::pid_tgid();
     if !traced((id >> 32) as u32) {
         return 0;
     }
@@ -45,7 +41,7 @@ pub fn conn_enter_connect(ctx: TracePointContext) -> u32 {
 
 #[tracepoint]
 pub fn conn_exit_connect(ctx: TracePointContext) -> u32 {
-    let id = bpf_get_current_pid_tgid();
+    let id = task::pid_tgid();
     let Some(p) = pending_take(id, Syscall::Connect as u8) else {
         return 0;
     };
@@ -70,7 +66,7 @@ fn accepted(ctx: &TracePointContext, syscall: Syscall) {
     if rc < 0 {
         return;
     }
-    let id = bpf_get_current_pid_tgid();
+    let id = task::pid_tgid();
     let tgid = (id >> 32) as u32;
     if !traced(tgid) {
         return;

@@ -14,7 +14,7 @@ use core::intrinsics::{AtomicOrdering, atomic_xadd};
 use aya_ebpf::{
     EbpfContext,
     helpers::{
-        bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user,
+        bpf_ktime_get_ns, bpf_probe_read_user,
         generated::bpf_probe_read_user as raw_probe_read_user,
     },
     macros::tracepoint,
@@ -32,7 +32,7 @@ use crate::{
         BUF_IOVEC, BUF_MMSGHDR, BUF_MSGHDR, BUF_NONE, BUF_PLAIN, CONFIG, CONNS, PENDING, PIDS,
         Pending, count, pending_put, pending_take,
     },
-    socket,
+    socket, task,
 };
 
 /// `MSG_PEEK`: the bytes stay in the socket and will be read again.
@@ -65,7 +65,7 @@ pub fn traced(tgid: u32) -> bool {
     if cfg.flags & CFG_FILTER_PIDS != 0 && unsafe { PIDS.get(&tgid) }.is_none() {
         return false;
     }
-    if cfg.flags & CFG_FILTER_COMM != 0 && emit::comm() != cfg.comm {
+    if cfg.flags & CFG_FILTER_COMM != 0 && task::comm() != cfg.comm {
         return false;
     }
     true
@@ -82,7 +82,7 @@ fn enter(
     count_: u64,
     opaque: bool,
 ) {
-    let id = bpf_get_current_pid_tgid();
+    let id = task::pid_tgid();
     let tgid = (id >> 32) as u32;
     if !traced(tgid) {
         return;
@@ -116,7 +116,7 @@ fn enter(
 /// Emits the bytes a data syscall moved.
 #[inline(always)]
 fn exit(ctx: &TracePointContext, syscall: Syscall) {
-    let id = bpf_get_current_pid_tgid();
+    let id = task::pid_tgid();
     let Some(p) = pending_take(id, syscall as u8) else {
         return;
     };
@@ -143,7 +143,7 @@ fn exit(ctx: &TracePointContext, syscall: Syscall) {
             fd: p.fd,
             generation: p.generation,
             ts_ns: 0,
-            comm: emit::comm(),
+            comm: task::comm(),
         },
         enter_ns: p.enter_ns,
         syscall: p.syscall,
@@ -528,7 +528,7 @@ pub fn data_enter_splice(ctx: TracePointContext) -> u32 {
     let fd_in = arg(&ctx, 0) as i32;
     let fd_out = arg(&ctx, 2) as i32;
     // Only one of the two can be the socket we track; try the output first.
-    let id = bpf_get_current_pid_tgid();
+    let id = task::pid_tgid();
     enter(fd_out, Syscall::Splice, DIR_EGRESS, BUF_NONE, 0, 0, true);
     // SAFETY: read-only look at this thread's own slot.
     if unsafe { PENDING.get(&id) }.is_none_or(|p| p.syscall != Syscall::Splice as u8) {

@@ -5,22 +5,16 @@ use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     cty::c_void,
     helpers::{
-        bpf_get_current_comm, bpf_get_smp_processor_id, bpf_ktime_get_ns, bpf_probe_read_user,
+        bpf_get_smp_processor_id, bpf_ktime_get_ns, bpf_probe_read_user,
         generated::{bpf_loop, bpf_probe_read_user as raw_probe_read_user},
     },
 };
 use probe_common::{
-    CHUNK_SIZE, COMM_LEN, DATA_LAST, DATA_READ_FAILED, DATA_TRUNCATED, DataEvent, EventHeader,
-    EventKind, stat,
+    CHUNK_SIZE, DATA_LAST, DATA_READ_FAILED, DATA_TRUNCATED, DataEvent, EventHeader, EventKind,
+    stat,
 };
 
 use crate::maps::{CONFIG, EVENTS, SCRATCH, Scratch, count};
-
-/// The current task's comm, or zeros.
-#[inline(always)]
-pub fn comm() -> [u8; COMM_LEN] {
-    bpf_get_current_comm().unwrap_or([0; COMM_LEN])
-}
 
 /// Copies a fixed-size record (connection, close, exit, Go span, exec) into
 /// the ring buffer, waking the reader as data events do; a full buffer is

@@ -56,6 +56,7 @@ use probe_common::{
 use crate::{
     emit,
     maps::{CONFIG, EVENTS, count},
+    task,
 };
 
 /// Offsets per attached executable, keyed by attach cookie (the loader's
@@ -129,7 +130,7 @@ fn header(kind: EventKind, id: u64, now: u64) -> EventHeader {
         fd: -1,
         generation: 0,
         ts_ns: now,
-        comm: emit::comm(),
+        comm: task::comm(),
     }
 }
 

@@ -4,7 +4,7 @@
 //!
 //! Layout: one module per hook family (`data`, `conn`, `close`, `process`,
 //! and `go` for Go uprobes),
-//! plus the shared maps, the kernel-struct reads (`socket`) and the ring
+//! plus the shared maps, the kernel-struct reads (`socket`, `task`) and the ring
 //! buffer writer (`emit`).
 
 #![cfg_attr(target_arch = "bpf", no_std)]
@@ -28,6 +28,8 @@ mod maps;
 mod process;
 #[cfg(target_arch = "bpf")]
 mod socket;
+#[cfg(target_arch = "bpf")]
+mod task;
 
 #[cfg(target_arch = "bpf")]
 #[unsafe(link_section = "license")]

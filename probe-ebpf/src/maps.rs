@@ -15,6 +15,10 @@ pub static CONFIG: Global<Config> = Global::new(Config::empty());
 /// Kernel struct field offsets from BTF, written by the loader.
 #[unsafe(no_mangle)]
 pub static OFFSETS: Global<KernelOffsets> = Global::new(KernelOffsets {
+    task_pid: 0,
+    task_tgid: 0,
+    task_comm: 0,
+    task_group_leader: 0,
     task_files: 0,
     files_fdt: 0,
     fdt_max_fds: 0,
@@ -34,6 +38,26 @@ pub static OFFSETS: Global<KernelOffsets> = Global::new(KernelOffsets {
     sk_v6_rcv_saddr: 0,
     valid: 0,
 });
+
+/// One field of `OFFSETS`, read on its own. The loader's globals live in a
+/// read-only map that is frozen before the programs load, so the verifier
+/// knows each such value as a constant; a whole-struct copy on the stack
+/// would lose that for the 4-byte fields.
+macro_rules! offset {
+    ($field:ident) => {
+        // SAFETY: `Global` is a transparent wrapper of the value; a volatile
+        // read of one field of a static.
+        unsafe {
+            core::ptr::read_volatile(
+                &raw const (*(&raw const $crate::maps::OFFSETS)
+                    .cast::<probe_common::KernelOffsets>())
+                .$field,
+            )
+        } as usize
+    };
+}
+
+pub(crate) use offset;
 
 /// Every record for userspace. The loader sets its size (`--ring-mb`).
 #[map]

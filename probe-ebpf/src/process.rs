@@ -6,21 +6,19 @@
 //! group_dead (bool) @32.
 
 use aya_ebpf::{
-    EbpfContext,
-    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
-    macros::tracepoint,
-    programs::TracePointContext,
+    EbpfContext, helpers::bpf_ktime_get_ns, macros::tracepoint, programs::TracePointContext,
 };
 use probe_common::{EventHeader, EventKind, ProcExitEvent};
 
 use crate::{
     emit,
     maps::{PENDING, TGIDS},
+    task,
 };
 
 #[tracepoint]
 pub fn process_exit(ctx: TracePointContext) -> u32 {
-    let id = bpf_get_current_pid_tgid();
+    let id = task::pid_tgid();
     let _ = PENDING.remove(&id);
     // SAFETY: direct read of the tracepoint record, bounds-checked by the verifier.
     let group_dead = unsafe { core::ptr::read_volatile((ctx.as_ptr() as *const u8).add(32)) };
@@ -39,7 +37,7 @@ pub fn process_exit(ctx: TracePointContext) -> u32 {
             generation: 0,
             // SAFETY: plain helper call.
             ts_ns: unsafe { bpf_ktime_get_ns() },
-            comm: emit::comm(),
+            comm: task::comm(),
         },
     };
     emit::record(&ev);

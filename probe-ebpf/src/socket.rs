@@ -4,7 +4,7 @@
 //! Field offsets come from the running kernel's BTF (`OFFSETS`, filled in by
 //! the loader), so nothing here hard-codes a kernel version.
 
-use aya_ebpf::helpers::{bpf_get_current_task_btf, bpf_ktime_get_ns, bpf_probe_read_kernel};
+use aya_ebpf::helpers::{bpf_ktime_get_ns, bpf_probe_read_kernel};
 use probe_common::{
     CFG_FILTER_PORTS, CFG_PROTO_HTTP, CFG_UNIX, CONN_IGNORED, ConnEvent, ConnKey, ConnState,
     EventHeader, EventKind, KernelOffsets, PROTO_UNKNOWN, stat,
@@ -12,7 +12,8 @@ use probe_common::{
 
 use crate::{
     emit,
-    maps::{CONFIG, CONNS, OFFSETS, PORTS, TGIDS, count},
+    maps::{CONFIG, CONNS, OFFSETS, PORTS, TGIDS, count, offset},
+    task,
 };
 
 const S_IFMT: u16 = 0o170000;
@@ -27,22 +28,6 @@ unsafe fn read<T>(base: u64, off: u32) -> Result<T, i64> {
     // SAFETY: bpf_probe_read_kernel validates the address; a bad pointer
     // gives an error, never a fault.
     unsafe { bpf_probe_read_kernel((base + off as u64) as *const T) }.map_err(|e| e as i64)
-}
-
-/// One field of `OFFSETS`, read on its own. The loader's globals live in a
-/// read-only map that is frozen before the programs load, so the verifier
-/// knows each such value as a constant; a whole-struct copy on the stack
-/// would lose that for the 4-byte fields.
-macro_rules! offset {
-    ($field:ident) => {
-        // SAFETY: `Global` is a transparent wrapper of the value; a volatile
-        // read of one field of a static.
-        unsafe {
-            core::ptr::read_volatile(
-                &raw const (*(&raw const OFFSETS).cast::<KernelOffsets>()).$field,
-            )
-        } as usize
-    };
 }
 
 /// The `struct file *` behind `fd` in the current task, or an error.
@@ -60,7 +45,7 @@ pub fn fd_to_file(fd: i32) -> Result<u64, i64> {
     // SAFETY: loads through the kernel's typed task pointer at offsets of
     // its BTF; the last read goes through bpf_probe_read_kernel.
     unsafe {
-        let task = bpf_get_current_task_btf().cast::<u8>();
+        let task = task::current();
         let files = *task.add(offset!(task_files)).cast::<*const u8>();
         if files.is_null() {
             return Err(-1);
@@ -248,7 +233,7 @@ pub fn announce(
             fd,
             generation,
             ts_ns: generation,
-            comm: emit::comm(),
+            comm: task::comm(),
         },
         family: info.family,
         sock_type: info.sock_type,

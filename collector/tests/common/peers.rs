@@ -176,6 +176,23 @@ impl Server {
         }
     }
 
+    /// tests/peers/named_threads_server.py: a python3 whose request threads
+    /// name themselves `req-worker`.
+    pub fn python_named_threads() -> Server {
+        let port = free_port();
+        let mut cmd = Command::new(PYTHON);
+        cmd.arg(test_peers().join("named_threads_server.py"))
+            .arg(port.to_string());
+        let proc =
+            Proc::spawn("python named-threads server", &mut cmd).wait_listening("127.0.0.1", port);
+        Server {
+            proc,
+            port,
+            comm: "python3".into(),
+            _dir: None,
+        }
+    }
+
     /// node `http`: fixtures/record/peers/h1_server.js (keep-alive,
     /// chunked, echo, status, delay).
     pub fn node_h1() -> Server {

@@ -3,8 +3,10 @@
 //! A local nginx (one worker, access log off) serves a 612-byte page over
 //! HTTP/1.1 (wrk, keep-alive) and h2c (h2load). Each round runs the load
 //! without sniff, with `sniff --proto http --port <nginx port>` (the text
-//! output for people), with the same and `--json`, and without sniff again;
-//! it reports the throughput ratio (against the mean of the two runs
+//! output for people), with the same and `--json`, attached but capturing
+//! nothing (`--pid` of this benchmark process, which serves no HTTP: every
+//! program returns at its first check, so this is the floor the syscall
+//! tracepoints themselves set), and without sniff again; it reports the throughput ratio (against the mean of the two runs
 //! without), sniff's CPU per exchange, and completeness (exchanges sniff
 //! reported with a status / responses the load tool counted). sniff's
 //! output goes to a file that is read only after it stops. Then: sniff's RSS with N idle tracked connections,
@@ -172,8 +174,15 @@ pub fn run(seconds: u64, rounds: usize, idle: usize) -> anyhow::Result<()> {
                 h2load(p, seconds)
             }
         };
-        // The main command (text for people) and `--json`.
-        let outputs: [(&str, &[&str]); 2] = [("text", &[]), ("--json", &["--json"])];
+        // The main command (text for people), `--json`, and the floor:
+        // everything attached, nothing captured.
+        let me = std::process::id().to_string();
+        let outputs: [(&str, &[&str]); 3] = [
+            ("text", &[]),
+            ("--json", &["--json"]),
+            ("attached, capturing nothing", &["--pid", &me]),
+        ];
+        let floor = outputs.len() - 1;
         let mut ratios = vec![Vec::new(); outputs.len()];
         for round in 0..rounds {
             // Without sniff before and after: the load's own rate drifts by
@@ -198,6 +207,19 @@ pub fn run(seconds: u64, rounds: usize, idle: usize) -> anyhow::Result<()> {
             for (i, (with, cpu, (counted, stats, summary))) in runs.into_iter().enumerate() {
                 let ratio = with.rps / base;
                 ratios[i].push(ratio);
+                if i == floor {
+                    println!(
+                        "{label} round {} {}: {:.0} req/s without (mean of {:.0} and {:.0}), \
+                         {:.0} with sniff (ratio {ratio:.3})",
+                        round + 1,
+                        outputs[i].0,
+                        base,
+                        before.rps,
+                        after.rps,
+                        with.rps,
+                    );
+                    continue;
+                }
                 let loss = if stats.is_null() {
                     // Text output: the summary line says what was lost.
                     summary

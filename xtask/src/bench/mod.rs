@@ -73,7 +73,13 @@ fn workspace_root() -> anyhow::Result<PathBuf> {
         .to_path_buf())
 }
 
+/// The sniff under test: `target/release/sniff`, built now, or the binary
+/// named by `SNIFF_BIN` (to compare two builds on the same machine state,
+/// e.g. one copied aside before a change).
 fn sniff_binary() -> anyhow::Result<PathBuf> {
+    if let Some(bin) = std::env::var_os("SNIFF_BIN") {
+        return Ok(PathBuf::from(bin));
+    }
     let status = Command::new(env!("CARGO"))
         .args(["build", "--release", "--quiet", "-p", "collector"])
         .status()
