@@ -440,7 +440,7 @@ fn malformed_frames_and_hpack_errors_are_flagged_and_counted() {
     ));
     w.ok(1, b"fine");
     w.ok(3, b"three");
-    // A PING of 7 octets: malformed; we resync on the next frame.
+    // A PING of 7 octets: malformed, skipped by its length.
     w.server.extend(frame(FrameType::Ping, 0, 0, &[0; 7]));
     w.server.extend(frame(FrameType::Settings, 0, 0, &[]));
     w.server.extend(frame(FrameType::Settings, 1, 0, &[]));
@@ -627,4 +627,127 @@ fn loss_running_into_the_padding_of_a_data_frame() {
     assert_eq!(r.body_len, 54);
     assert!(one.flags.contains(Flags::GAP));
     assert_eq!(conn.counters().resyncs, 0);
+}
+
+/// A peer's malformed frames whose headers are sound (HEADERS on stream 0,
+/// a SETTINGS or WINDOW_UPDATE of 3 octets): flagged invalid, skipped by
+/// their length, and the requests after them decoded as usual.
+#[test]
+fn malformed_frames_with_sound_headers_keep_the_sync() {
+    let mut w = Wire::new();
+    w.get(1, "/one");
+    let stray = w.block(C, &[(":method", "GET"), (":path", "/zero")]);
+    w.client.extend(frame(
+        FrameType::Headers,
+        END_HEADERS | END_STREAM,
+        0,
+        &stray,
+    ));
+    w.client
+        .extend(frame(FrameType::Settings, 0, 0, &[0, 1, 0]));
+    w.client
+        .extend(frame(FrameType::WindowUpdate, 0, 0, &[0, 0, 1]));
+    w.get(3, "/three");
+    w.get(5, "/five");
+    for sid in [1, 3, 5] {
+        w.ok(sid, b"ok");
+    }
+    let (ex, conn) = w.run(Start::Preface, usize::MAX);
+    assert_eq!(conn.counters().malformed_frames, 3);
+    assert_eq!(conn.counters().resyncs, 0);
+    assert!(conn.flags().contains(Flags::INVALID));
+    assert_eq!(ex.len(), 3);
+    for (sid, path) in [(1, "/one"), (3, "/three"), (5, "/five")] {
+        let e = by_stream(&ex, sid);
+        assert_eq!(e.status, Some(200), "{sid}");
+        assert!(!e.flags.contains(Flags::NO_REQUEST), "{sid}: {:?}", e.flags);
+        // The stray block may have changed the table: what it could have
+        // changed is forgotten, never resolved wrongly.
+        assert!(e.path.is_empty() || e.path == path, "{sid}: {}", e.path);
+        if e.path.is_empty() {
+            assert!(e.flags.contains(Flags::HEADERS_PARTIAL), "{sid}");
+        }
+    }
+    assert_eq!(by_stream(&ex, 1).path, "/one");
+}
+
+/// A DATA frame longer than the receiver allows (it never raised
+/// SETTINGS_MAX_FRAME_SIZE): its length is not trusted, the next frames
+/// are found by resync, and a response whose request was lost in the
+/// skipped octets says so (`gap`, `resynced`), never silently.
+#[test]
+fn oversized_frame_resyncs_and_lost_requests_are_flagged() {
+    let mut w = Wire::new();
+    w.headers(
+        C,
+        1,
+        0,
+        &[
+            (":method", "POST"),
+            (":scheme", "http"),
+            (":path", "/upload"),
+            (":authority", "a.test"),
+        ],
+    );
+    let mut bogus = frame(FrameType::Data, END_STREAM, 1, b"abc");
+    bogus[..3].copy_from_slice(&[0xff, 0xff, 0xff]);
+    w.client.extend(bogus);
+    w.get(3, "/three");
+    w.get(5, "/five");
+    for sid in [1, 3, 5] {
+        w.ok(sid, b"ok");
+    }
+    let (ex, conn) = w.run(Start::Preface, usize::MAX);
+    assert_eq!(conn.counters().malformed_frames, 1);
+    assert_eq!(conn.counters().resyncs, 1);
+    assert_eq!(ex.len(), 3);
+    assert_eq!(by_stream(&ex, 1).path, "/upload");
+    for sid in [3, 5] {
+        let e = by_stream(&ex, sid);
+        assert_eq!(e.status, Some(200));
+        if e.flags.contains(Flags::NO_REQUEST) {
+            assert!(
+                e.flags.contains(Flags::GAP) && e.flags.contains(Flags::RESYNCED),
+                "{sid}: {:?}",
+                e.flags
+            );
+        }
+    }
+}
+
+/// A header block interrupted by another stream's frame (RFC 9113 §6.10
+/// forbids it): the broken block is flagged, and the requests after it
+/// are still reported.
+#[test]
+fn interrupted_header_block_then_a_good_request() {
+    let mut w = Wire::new();
+    let blk = w.block(
+        C,
+        &[
+            (":method", "GET"),
+            (":scheme", "http"),
+            (":path", "/broken"),
+            (":authority", "a.test"),
+        ],
+    );
+    w.client
+        .extend(frame(FrameType::Headers, END_STREAM, 1, &blk[..3]));
+    w.client
+        .extend(frame(FrameType::Data, END_STREAM, 5, b"zz"));
+    w.client
+        .extend(frame(FrameType::Continuation, END_HEADERS, 1, &blk[3..]));
+    w.get(3, "/three");
+    w.ok(1, b"one");
+    w.ok(3, b"three");
+    let (ex, conn) = w.run(Start::Preface, usize::MAX);
+    assert!(conn.counters().malformed_frames >= 1);
+    let one = by_stream(&ex, 1);
+    assert!(one.flags.contains(Flags::INVALID));
+    let three = by_stream(&ex, 3);
+    assert_eq!(three.status, Some(200));
+    assert!(
+        !three.flags.contains(Flags::NO_REQUEST),
+        "{:?}",
+        three.flags
+    );
 }

@@ -259,6 +259,10 @@ struct Dir {
     distrust_next: bool,
     /// The current frame is such a distrusted frame.
     distrusted: bool,
+    /// This direction lost frame sync at some point: a stream the other
+    /// side answers without our having seen it open may have been opened
+    /// in the lost octets.
+    lost_sync: bool,
 }
 
 impl Dir {
@@ -283,6 +287,7 @@ impl Dir {
             resynced: false,
             distrust_next: false,
             distrusted: false,
+            lost_sync: false,
         }
     }
 }
@@ -707,9 +712,32 @@ impl Http2Conn {
             dd.skip = false;
             dd.distrusted = false;
         }
-        if !h.well_formed() {
+        if !h.well_formed() || h.len > self.frame_size_limit(dir) {
             self.malformed(dir);
-            self.lose_sync(dir);
+            if h.len > self.frame_size_limit(dir) {
+                // Its length cannot be trusted to find the next frame.
+                self.lose_sync(dir);
+                return;
+            }
+            // A peer's malformed frame (HEADERS on stream 0, a SETTINGS of
+            // 3 octets...): its header is sound, so its length still says
+            // where the next frame starts (RFC 9113 §4.1). Skip it and keep
+            // the sync; a header block in it may have changed the peer's
+            // HPACK table, so that is forgotten.
+            self.abandon_block(dir);
+            if let Some(i) = self.find(h.stream) {
+                self.streams[i].flags |= Flags::INVALID;
+            }
+            let dd = &mut self.dirs[d];
+            if matches!(
+                h.kind,
+                FrameType::Headers | FrameType::PushPromise | FrameType::Continuation
+            ) {
+                dd.decoder.forget();
+            }
+            dd.skip = true;
+            dd.phase = Phase::Payload;
+            self.advance(dir, ts, out);
             return;
         }
         // A header block left open must be continued (RFC 9113 §6.10).
@@ -751,7 +779,18 @@ impl Http2Conn {
         let wire = FRAME_HEADER_LEN as u64;
         match h.kind {
             FrameType::Data | FrameType::Headers => {
-                let create = true;
+                // Only HEADERS opens a stream. DATA on a stream we never saw
+                // open is an error (RFC 9113 §5.1) when we saw the whole
+                // connection; joined late, its stream predates us.
+                let full_view =
+                    !self.flags.contains(Flags::LATE_JOIN) && self.counters.resyncs == 0;
+                let create = h.kind == FrameType::Headers || !full_view;
+                if !create && self.find(h.stream).is_none() {
+                    let parity = (h.stream % 2) as usize;
+                    if h.stream > self.highest[parity] {
+                        self.malformed(dir);
+                    }
+                }
                 if let Some(i) = self.stream(dir, h.stream, create, h.kind, ts, out) {
                     let s = &mut self.streams[i];
                     s.halves[d].touch(ts, wire);
@@ -1190,12 +1229,24 @@ impl Http2Conn {
             first_dir: dir,
             first_was_headers: matches!(kind, FrameType::Headers | FrameType::PushPromise),
             pushed: false,
-            flags: Flags(self.flags.0 & Flags::LATE_JOIN.0),
+            flags: if self.dirs[dir.opposite().index()].lost_sync && !self.opens(dir, id) {
+                // It may have been opened in the other side's lost octets.
+                Flags(self.flags.0 & Flags::LATE_JOIN.0) | Flags::GAP | Flags::RESYNCED
+            } else {
+                Flags(self.flags.0 & Flags::LATE_JOIN.0)
+            },
             reset_code: None,
             last_ns: ts,
             upgrade: None,
         });
         Some(self.streams.len() - 1)
+    }
+
+    /// Whether `dir` is the side that opens stream `id`: the client for odd
+    /// ids, the server (push) for even ones.
+    fn opens(&self, dir: Direction, id: u32) -> bool {
+        self.client
+            .is_some_and(|client| (client == dir) == (id % 2 == 1))
     }
 
     /// We saw the client open the stream (so its request is complete to us).
@@ -1230,6 +1281,21 @@ impl Http2Conn {
         }
     }
 
+    /// The longest frame `dir` may send: the receiver's
+    /// SETTINGS_MAX_FRAME_SIZE (16384 until it says otherwise) when we saw
+    /// the connection from its start, else the most any frame can say.
+    fn frame_size_limit(&self, dir: Direction) -> u32 {
+        let full_view = !self.flags.contains(Flags::LATE_JOIN) && self.counters.resyncs == 0;
+        if full_view {
+            self.dirs[dir.index()]
+                .max_frame_size
+                .unwrap_or(DEFAULT_MAX_FRAME_SIZE)
+                .max(DEFAULT_MAX_FRAME_SIZE)
+        } else {
+            u32::MAX
+        }
+    }
+
     fn malformed(&mut self, dir: Direction) {
         let _ = dir;
         self.counters.malformed_frames += 1;
@@ -1256,6 +1322,7 @@ impl Http2Conn {
         dd.skip = false;
         dd.remaining = 0;
         dd.resynced = true;
+        dd.lost_sync = true;
         // Frames of any open stream may be in the lost octets.
         for s in &mut self.streams {
             if !s.halves[d].ended {
