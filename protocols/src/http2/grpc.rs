@@ -123,11 +123,15 @@ pub struct CallParts<'a> {
 /// Assemble the gRPC view of an exchange.
 pub fn build(p: CallParts<'_>) -> Grpc {
     let (service, method) = split_path(p.path).unwrap_or(("", ""));
-    let kind = match (p.req.messages > 1, p.resp.messages > 1) {
-        (false, false) => GrpcKind::Unary,
-        (false, true) => GrpcKind::ServerStreaming,
-        (true, false) => GrpcKind::ClientStreaming,
-        (true, true) => GrpcKind::BidiStreaming,
+    // The wire does not say; the counts do, up to a point. Unary and
+    // server-streaming calls send exactly one request message, so any other
+    // count means the client streamed. A streaming call that happened to
+    // send one message each way looks unary.
+    let kind = match (p.req.messages == 1, p.resp.messages > 1) {
+        (true, false) => GrpcKind::Unary,
+        (true, true) => GrpcKind::ServerStreaming,
+        (false, false) => GrpcKind::ClientStreaming,
+        (false, true) => GrpcKind::BidiStreaming,
     };
     let status = p
         .status
@@ -150,6 +154,35 @@ pub fn build(p: CallParts<'_>) -> Grpc {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kind_from_message_counts() {
+        let counter = |messages| MessageCounter {
+            messages,
+            ..MessageCounter::default()
+        };
+        for (req, resp, kind) in [
+            (1, 1, GrpcKind::Unary),
+            // An error answer carries no message.
+            (1, 0, GrpcKind::Unary),
+            (1, 3, GrpcKind::ServerStreaming),
+            // No request message: never unary, the client streamed none.
+            (0, 1, GrpcKind::ClientStreaming),
+            (4, 1, GrpcKind::ClientStreaming),
+            (0, 2, GrpcKind::BidiStreaming),
+            (3, 3, GrpcKind::BidiStreaming),
+        ] {
+            let (req, resp) = (counter(req), counter(resp));
+            let g = build(CallParts {
+                path: "/pkg.Svc/M",
+                req: &req,
+                resp: &resp,
+                status: Some(b"0"),
+                message: None,
+            });
+            assert_eq!(g.kind, kind, "{} → {}", req.messages, resp.messages);
+        }
+    }
 
     #[test]
     fn counts_messages_split_anywhere() {
