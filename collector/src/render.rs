@@ -299,6 +299,10 @@ impl Renderer {
         let time = self.last_second.time_of_day(self.start_ns(ex));
         write!(out, "{} ", time.as_str())?;
         match &ex.grpc {
+            Some(g) if g.service.is_empty() && g.method.is_empty() => {
+                // The request (and its path) was not seen.
+                write!(out, "{} {} → ", self.paint("1;35", "gRPC"), UNSEEN)?;
+            }
             Some(g) => {
                 write!(
                     out,
@@ -307,18 +311,9 @@ impl Renderer {
                     g.service,
                     self.paint("1", &g.method),
                 )?;
-                match (g.status, ex.status) {
-                    (Some(code), _) => write!(
-                        out,
-                        "{}",
-                        self.paint(
-                            if code == 0 { "32" } else { "31" },
-                            format_args!("{} ({code})", grpc_status_name(code))
-                        )
-                    )?,
-                    (None, Some(s)) if s != 200 => write!(out, "{}", self.status_text(s, None))?,
-                    (None, _) => write!(out, "{}", self.paint("33", "no status"))?,
-                }
+            }
+            None if ex.method.is_empty() && ex.path.is_empty() => {
+                write!(out, "{} {} → ", UNSEEN, ex.version)?;
             }
             None => {
                 let method = if ex.method.is_empty() {
@@ -333,11 +328,34 @@ impl Renderer {
                     ex.path,
                     ex.version
                 )?;
-                match ex.status {
-                    Some(s) => write!(out, "{}", self.status_text(s, ex.reason.as_deref()))?,
-                    None => write!(out, "{}", self.paint("33", "(no response)"))?,
-                }
             }
+        }
+        match &ex.grpc {
+            Some(g) => match (g.status, ex.status) {
+                (Some(code), _) => write!(
+                    out,
+                    "{}",
+                    self.paint(
+                        if code == 0 { "32" } else { "31" },
+                        format_args!("{} ({code})", grpc_status_name(code))
+                    )
+                )?,
+                (None, Some(s)) if s != 200 => write!(out, "{}", self.status_text(s, None))?,
+                (None, _) => write!(out, "{}", self.paint("33", "no status"))?,
+            },
+            None => match ex.status {
+                Some(s) => write!(out, "{}", self.status_text(s, ex.reason.as_deref()))?,
+                None => write!(out, "{}", self.paint("33", "(no response)"))?,
+            },
+        }
+        if !ex.interim.is_empty() {
+            // 1xx answers before the final one (100 Continue, 103 Early
+            // Hints, 101 for an h2c upgrade).
+            write!(out, " (after")?;
+            for (i, code) in ex.interim.iter().enumerate() {
+                write!(out, "{}{code}", if i == 0 { " " } else { ", " })?;
+            }
+            write!(out, ")")?;
         }
         match ex.latency_ns() {
             Some(ns) => writeln!(out, "  {}", Latency(ns))?,
@@ -401,7 +419,7 @@ impl Renderer {
 
         if self.headers {
             self.header_lines(out, "> ", &ex.request.headers)?;
-            self.header_lines(out, "> ", &ex.request.trailers)?;
+            self.header_lines(out, "> trailer ", &ex.request.trailers)?;
         }
         if self.bodies && !ex.request.body_preview.is_empty() {
             writeln!(out, "    > {}", preview(&ex.request.body_preview, 200))?;
@@ -409,7 +427,7 @@ impl Renderer {
         if let Some(r) = resp {
             if self.headers {
                 self.header_lines(out, "< ", &r.headers)?;
-                self.header_lines(out, "< ", &r.trailers)?;
+                self.header_lines(out, "< trailer ", &r.trailers)?;
             }
             if self.bodies && !r.body_preview.is_empty() {
                 writeln!(out, "    < {}", preview(&r.body_preview, 200))?;
@@ -488,6 +506,10 @@ impl<'a> From<&'a Grpc> for GrpcJson<'a> {
         }
     }
 }
+
+/// Where the request line goes when the request was not seen (joined
+/// late, or its bytes were lost): the flags say which.
+const UNSEEN: &str = "(request not seen)";
 
 /// gRPC status code names (grpc/doc/statuscodes.md).
 pub fn grpc_status_name(code: u32) -> &'static str {
@@ -824,6 +846,41 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("\"no such user\""), "{text}");
+    }
+
+    /// What the text says when the request was not seen, 1xx answers
+    /// came first, or a message had trailers.
+    #[test]
+    fn unseen_requests_interim_answers_and_trailers() {
+        let mut e = sample();
+        e.proto = Proto::Http2;
+        e.version = "HTTP/2".into();
+        e.method.clear();
+        e.path.clear();
+        e.interim = vec![100, 103];
+        e.response
+            .as_mut()
+            .unwrap()
+            .trailers
+            .push(b"x-checksum", b"abc");
+        let mut out = Vec::new();
+        let r = renderer(false, false);
+        r.exchange(&mut out, &e, &meta(), None).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let first = text.lines().next().unwrap();
+        assert!(
+            first.contains("(request not seen) HTTP/2 → 200 OK (after 100, 103)"),
+            "{text}"
+        );
+        assert!(text.contains("    < trailer x-checksum: abc"), "{text}");
+        e.grpc = Some(Grpc {
+            status: Some(0),
+            ..Grpc::default()
+        });
+        let mut out = Vec::new();
+        r.exchange(&mut out, &e, &meta(), None).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("gRPC (request not seen) → OK (0)"), "{text}");
     }
 
     #[test]
