@@ -92,6 +92,8 @@ pub struct CaptureConfig {
     /// Only send connections whose first bytes look like HTTP/1 or HTTP/2.
     pub proto_http: bool,
     pub cap_bytes: u32,
+    /// The cap on connections whose first bytes were HTTP/2 (`proto_http`).
+    pub h2_cap_bytes: u32,
     pub ring_bytes: u32,
     /// Load the Go uprobe programs and report execs (attaching is done per
     /// executable by `uprobes::Manager`).
@@ -260,6 +262,7 @@ impl Probes {
         let mut config = Config::empty();
         config.self_tgid = std::process::id();
         config.cap_bytes = cfg.cap_bytes.clamp(1, MAX_CAP_BYTES);
+        config.h2_cap_bytes = cfg.h2_cap_bytes.clamp(1, MAX_CAP_BYTES);
         // An eighth of the ring: a wake-up per batch, with room left for
         // the events that arrive while the reader gets going.
         config.wakeup_bytes = ring_size(cfg.ring_bytes) / 8;

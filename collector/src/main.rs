@@ -120,7 +120,8 @@ struct Cli {
     view: ViewArgs,
 
     /// Print every captured socket event (undecoded): time, process, fd,
-    /// direction, syscall, length and a preview of the bytes.
+    /// direction, syscall, length and a preview of the bytes, as sent
+    /// (nothing is redacted in raw bytes).
     #[arg(long)]
     raw: bool,
 
@@ -214,10 +215,12 @@ struct CaptureArgs {
     #[arg(long, value_name = "SECS")]
     duration: Option<f64>,
 
-    /// Bytes copied per syscall; the rest is counted, not copied, and parsers
-    /// keep their place across it (e.g. 64K, 2M; at most 16M).
-    #[arg(long, value_name = "SIZE", default_value = "256K", value_parser = parse_cap)]
-    max_bytes_per_syscall: u32,
+    /// Bytes copied per syscall; the rest is counted, not copied, and HTTP/1
+    /// parsers keep their place across it (e.g. 64K, 2M; at most 16M).
+    /// Default 256K, and 16M on connections that start as HTTP/2, whose
+    /// frames cannot be followed across a hole; given, it applies to all.
+    #[arg(long, value_name = "SIZE", value_parser = parse_cap)]
+    max_bytes_per_syscall: Option<u32>,
 
     /// Kernel-to-user ring buffer size (a power of two, e.g. 8M, 64M).
     /// Bigger absorbs longer bursts; it is mapped twice, so it counts
@@ -329,7 +332,12 @@ impl CaptureArgs {
             ports: self.ports.clone(),
             unix: self.unix,
             proto_http,
-            cap_bytes: self.max_bytes_per_syscall,
+            cap_bytes: self
+                .max_bytes_per_syscall
+                .unwrap_or(probe_common::DEFAULT_CAP_BYTES),
+            h2_cap_bytes: self
+                .max_bytes_per_syscall
+                .unwrap_or(probe_common::DEFAULT_H2_CAP_BYTES),
             ring_bytes: self.ring_size,
             go: false,
             go_only: false,

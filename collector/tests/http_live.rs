@@ -975,6 +975,43 @@ fn large_body_beyond_the_capture_cap() {
     assert_eq!(stats["ringbuf_drops"], 0, "{stats}");
 }
 
+/// HTTP/2 frames cannot be followed across a hole, so connections that
+/// start as HTTP/2 are copied whole by default: grpcio writes a 3 MB
+/// message in one syscall, far past the 256 KiB default cap, and both ends'
+/// views must still be exact, and the next call's headers known.
+#[test]
+fn large_grpc_messages_are_not_cut_by_the_default_cap() {
+    let _guard = serial();
+    if !can_load_ebpf() {
+        return;
+    }
+    let stubs = TempDir::new("grpc-stubs");
+    grpc_stubs(stubs.path());
+    let server = Server::grpc_python(stubs.path());
+    let port = server.port.to_string();
+    let client_side = Sniff::start(&["--json", "--port", &port]);
+    let server_side = Sniff::start(&["--json", "--port", &port, "--side", "server"]);
+    let client = run(Command::new(PYTHON)
+        .arg(test_peers().join("grpc_large_unary.py"))
+        .arg(stubs.path())
+        .arg(&port)
+        .env("no_proxy", "*")
+        .env("GRPC_ENABLE_FORK_SUPPORT", "0"));
+    let did = client.did();
+    assert!(did[0].request_body > 3_000_000, "{:?}", did[0].request_body);
+    for (sniff, side) in [(client_side, "client"), (server_side, "server")] {
+        let got = collect(sniff, did.len());
+        let rules = Rules {
+            side,
+            ..Rules::default()
+        };
+        let pairs = account::check(&format!("3 MB gRPC, {side} side"), &got, &did, rules);
+        for (_, e) in &pairs {
+            assert!(flags(e).is_empty(), "{e}");
+        }
+    }
+}
+
 #[test]
 fn secrets_are_redacted_unless_show_secrets() {
     let _guard = serial();

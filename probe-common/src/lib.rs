@@ -25,6 +25,12 @@ pub const MAX_CAP_BYTES: u32 = 16 * 1024 * 1024;
 /// HTTP heads and most bodies; a bulk download's tail is where the cut lands.
 pub const DEFAULT_CAP_BYTES: u32 = 256 * 1024;
 
+/// Default per-syscall cap on connections the kernel saw start as HTTP/2:
+/// the largest. HTTP/2 frames cannot be followed across a hole (their
+/// headers are in it), and one write of a 4 MB gRPC message is ordinary, so
+/// these are copied whole.
+pub const DEFAULT_H2_CAP_BYTES: u32 = MAX_CAP_BYTES;
+
 /// Kinds of ring-buffer records; the first field of every [`EventHeader`].
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -437,6 +443,9 @@ pub const PROTO_UNKNOWN: u8 = 0;
 pub const PROTO_MATCHED: u8 = 1;
 /// Gave up: not a wanted protocol; nothing more is sent.
 pub const PROTO_REJECTED: u8 = 2;
+/// First bytes were HTTP/2 (the client preface, or a frame on a connection
+/// joined mid-way): send everything, under `Config::h2_cap_bytes`.
+pub const PROTO_HTTP2: u8 = 3;
 
 /// Value of the kernel's connection table.
 #[repr(C)]
@@ -494,7 +503,8 @@ pub struct Config {
     /// ring buffer (the reader also polls on a short timer): one wake-up per
     /// batch instead of one per event. 0 wakes on every event.
     pub wakeup_bytes: u32,
-    pub _pad: u32,
+    /// The cap for `PROTO_HTTP2` connections (≤ [`MAX_CAP_BYTES`]).
+    pub h2_cap_bytes: u32,
     pub comm: [u8; COMM_LEN],
 }
 const _: () = assert!(core::mem::size_of::<Config>() == 40);
@@ -507,7 +517,7 @@ impl Config {
             cap_bytes: DEFAULT_CAP_BYTES,
             proto_probes: 64,
             wakeup_bytes: 0,
-            _pad: 0,
+            h2_cap_bytes: DEFAULT_H2_CAP_BYTES,
             comm: [0; COMM_LEN],
         }
     }

@@ -22,8 +22,8 @@ use aya_ebpf::{
 };
 use probe_common::{
     CFG_FILTER_COMM, CFG_FILTER_PIDS, CFG_PROTO_HTTP, CONN_IGNORED, CONN_MUTED, ConnState,
-    DIR_EGRESS, DIR_INGRESS, EventHeader, EventKind, PROTO_MATCHED, PROTO_REJECTED, ROLE_UNKNOWN,
-    Syscall, stat,
+    DIR_EGRESS, DIR_INGRESS, EventHeader, EventKind, PROTO_HTTP2, PROTO_MATCHED, PROTO_REJECTED,
+    ROLE_UNKNOWN, Syscall, stat,
 };
 
 use crate::{
@@ -204,9 +204,11 @@ fn exit(ctx: &TracePointContext, syscall: Syscall) {
 const MIN_PROBE_BYTES: u64 = 4;
 
 /// Assigns stream positions to `moved` bytes, applies the protocol check,
-/// and emits them.
+/// and emits them, copying at most `cap` bytes (`Config::h2_cap_bytes` on
+/// HTTP/2 connections).
 #[inline(always)]
 fn send(meta: &DataMeta, state: *mut ConnState, src: &Source, moved: u64, cap: u32) {
+    let mut cap = cap;
     let dir = if meta.direction == DIR_EGRESS { 0 } else { 1 };
     // SAFETY: pointer into a map value; the position counter is updated
     // atomically because threads may share a socket. SeqCst, not Relaxed:
@@ -218,8 +220,8 @@ fn send(meta: &DataMeta, state: *mut ConnState, src: &Source, moved: u64, cap: u
     let cfg = CONFIG.load();
     if cfg.flags & CFG_PROTO_HTTP != 0 {
         // SAFETY: pointer into a map value, valid for this program run.
-        let proto = unsafe { (*state).proto };
-        if proto != PROTO_MATCHED {
+        let mut proto = unsafe { (*state).proto };
+        if proto != PROTO_MATCHED && proto != PROTO_HTTP2 {
             if proto == PROTO_REJECTED {
                 return;
             }
@@ -228,9 +230,10 @@ fn send(meta: &DataMeta, state: *mut ConnState, src: &Source, moved: u64, cap: u
                 // time, like python's CGIHTTPRequestHandler): send it, let
                 // userspace decide, and do not count it as a probe. Judged
                 // and dropped, these bytes would leave nothing to decide on.
-            } else if looks_like_http(src, moved) {
+            } else if let Some(matched) = looks_like_http(src, moved) {
+                proto = matched;
                 // SAFETY: as above.
-                unsafe { (*state).proto = PROTO_MATCHED };
+                unsafe { (*state).proto = matched };
             } else {
                 // SAFETY: as above.
                 let probes = unsafe { (*state).probes }.saturating_add(1);
@@ -242,77 +245,84 @@ fn send(meta: &DataMeta, state: *mut ConnState, src: &Source, moved: u64, cap: u
                 return;
             }
         }
+        if proto == PROTO_HTTP2 {
+            cap = cfg.h2_cap_bytes;
+        }
     }
     emit::data(meta, src, pos, moved, cap);
 }
 
 /// Reads the first bytes of `src` and checks them for the start of an HTTP/1
-/// message, the HTTP/2 client preface, or a plausible HTTP/2 frame header
-/// (a connection joined mid-way).
+/// message (`PROTO_MATCHED`), the HTTP/2 client preface or a plausible
+/// HTTP/2 frame header, for a connection joined mid-way (`PROTO_HTTP2`).
 #[inline(always)]
-fn looks_like_http(src: &Source, moved: u64) -> bool {
+fn looks_like_http(src: &Source, moved: u64) -> Option<u8> {
     let ptr = match *src {
         Source::Plain { ptr } => ptr,
         Source::Iovec { ptr, count } => {
             if count == 0 {
-                return false;
+                return None;
             }
             // SAFETY: user memory read through the helper.
             match unsafe { bpf_probe_read_user(ptr as *const [u64; 2]) } {
                 Ok([base, len]) if len >= 9 || len as u64 == moved => base,
-                _ => return false,
+                _ => return None,
             }
         }
         Source::Mmsg { ptr, count } => {
             if count == 0 {
-                return false;
+                return None;
             }
             // The first message's first segment.
             // SAFETY: user memory reads through the helper.
             let iov = match unsafe { bpf_probe_read_user((ptr + 16) as *const [u64; 2]) } {
                 Ok([iov, iovlen]) if iovlen > 0 => iov,
-                _ => return false,
+                _ => return None,
             };
             match unsafe { bpf_probe_read_user(iov as *const [u64; 2]) } {
                 Ok([base, len]) if len >= 9 => base,
-                _ => return false,
+                _ => return None,
             }
         }
-        Source::Opaque => return false,
+        Source::Opaque => return None,
     };
     let mut b = [0u8; 16];
     let n = if moved < 16 { moved } else { 16 };
     // SAFETY: reads at most 16 bytes into a 16-byte stack buffer.
     if unsafe { raw_probe_read_user(b.as_mut_ptr().cast(), n as u32, ptr as *const _) } != 0 {
-        return false;
+        return None;
     }
     http_start(&b, n as usize)
 }
 
-/// The protocol check itself, on the first `n` (≤ 16) bytes.
+/// The protocol check itself, on the first `n` (≤ 16) bytes: the
+/// `PROTO_*` they show, if any.
 #[inline(always)]
-fn http_start(b: &[u8; 16], n: usize) -> bool {
+fn http_start(b: &[u8; 16], n: usize) -> Option<u8> {
     if n >= 4 {
         let w = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
-        // Request methods (RFC 9110 §9) and the WebDAV ones seen in the
-        // wild, by their first four bytes; "HTTP" starts a status line;
-        // "PRI " the HTTP/2 client preface.
-        const STARTS: [&[u8; 4]; 11] = [
+        // "PRI " starts the HTTP/2 client preface; request methods (RFC 9110
+        // §9) and the WebDAV ones seen in the wild, by their first four
+        // bytes; "HTTP" starts a status line.
+        if w == u32::from_be_bytes(*b"PRI ") {
+            return Some(PROTO_HTTP2);
+        }
+        const STARTS: [&[u8; 4]; 10] = [
             b"GET ", b"POST", b"PUT ", b"HEAD", b"DELE", b"OPTI", b"PATC", b"CONN", b"TRAC",
-            b"HTTP", b"PRI ",
+            b"HTTP",
         ];
         let mut i = 0;
         while i < STARTS.len() {
             if w == u32::from_be_bytes(*STARTS[i]) {
-                return true;
+                return Some(PROTO_MATCHED);
             }
             i += 1;
         }
     }
-    if n >= 9 {
-        return h2_frame_header(b);
+    if n >= 9 && h2_frame_header(b) {
+        return Some(PROTO_HTTP2);
     }
-    false
+    None
 }
 
 /// A strict check of an HTTP/2 frame header (RFC 9113 §4.1):

@@ -42,23 +42,25 @@ pub fn fd_to_file(fd: i32) -> Result<u64, i64> {
     if fd < 0 {
         return Err(-1);
     }
+    let (task_files, files_fdt) = (offset!(task_files), offset!(files_fdt));
+    let (fdt_max_fds, fdt_fd) = (offset!(fdt_max_fds), offset!(fdt_fd));
     // SAFETY: loads through the kernel's typed task pointer at offsets of
     // its BTF; the last read goes through bpf_probe_read_kernel.
     unsafe {
         let task = task::current();
-        let files = *task.add(offset!(task_files)).cast::<*const u8>();
+        let files = *task.add(task_files).cast::<*const u8>();
         if files.is_null() {
             return Err(-1);
         }
-        let fdt = *files.add(offset!(files_fdt)).cast::<*const u8>();
+        let fdt = *files.add(files_fdt).cast::<*const u8>();
         if fdt.is_null() {
             return Err(-1);
         }
-        let max_fds = *fdt.add(offset!(fdt_max_fds)).cast::<u32>();
+        let max_fds = *fdt.add(fdt_max_fds).cast::<u32>();
         if fd as u32 >= max_fds {
             return Err(-1);
         }
-        let array = *fdt.add(offset!(fdt_fd)).cast::<u64>();
+        let array = *fdt.add(fdt_fd).cast::<u64>();
         let file: u64 = read(array, (fd as u32) * 8)?;
         if file == 0 {
             return Err(-1);

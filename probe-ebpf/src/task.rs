@@ -24,11 +24,12 @@ pub fn current() -> *const u8 {
 #[inline(always)]
 pub fn pid_tgid() -> u64 {
     let task = current();
+    let (pid_at, tgid_at) = (offset!(task_pid), offset!(task_tgid));
     // SAFETY: loads of the task's `pid` and `tgid` at their BTF offsets.
     let (pid, tgid) = unsafe {
         (
-            *task.add(offset!(task_pid)).cast::<u32>(),
-            *task.add(offset!(task_tgid)).cast::<u32>(),
+            *task.add(pid_at).cast::<u32>(),
+            *task.add(tgid_at).cast::<u32>(),
         )
     };
     (tgid as u64) << 32 | pid as u64
@@ -41,12 +42,13 @@ pub fn pid_tgid() -> u64 {
 #[inline(always)]
 pub fn comm() -> [u8; COMM_LEN] {
     let task = current();
+    let (leader_at, comm_at) = (offset!(task_group_leader), offset!(task_comm));
     // SAFETY: loads at BTF offsets: the task's `group_leader` pointer, then
     // two 8-byte loads inside that task's `comm[16]`. Loads through a
     // pointer read this way are fault-safe.
     let (a, b) = unsafe {
-        let leader = *task.add(offset!(task_group_leader)).cast::<*const u8>();
-        let at = leader.add(offset!(task_comm));
+        let leader = *task.add(leader_at).cast::<*const u8>();
+        let at = leader.add(comm_at);
         (*at.cast::<u64>(), *at.add(8).cast::<u64>())
     };
     let mut out = [0u8; COMM_LEN];

@@ -522,7 +522,13 @@ impl Http2Conn {
             match stream.take_gap() {
                 Some(gap) => {
                     let ts = self.last_ts[dir.index()];
-                    self.lost(dir, held as u64 + gap.len, ts, out);
+                    let gap_flags = if gap.known {
+                        // Cut by the capture cap: say so, as HTTP/1 does.
+                        Flags::GAP | Flags::TRUNCATED
+                    } else {
+                        Flags::GAP
+                    };
+                    self.lose(dir, held as u64 + gap.len, gap_flags, ts, out);
                     moved = true;
                 }
                 None => break,
@@ -617,6 +623,18 @@ impl Http2Conn {
 
     /// `len` octets of `dir` were lost at the current position.
     pub fn lost(&mut self, dir: Direction, len: u64, ts: u64, out: &mut Vec<Box<Exchange>>) {
+        self.lose(dir, len, Flags::GAP, ts, out);
+    }
+
+    /// [`Http2Conn::lost`], flagging the streams it touches `gap_flags`.
+    fn lose(
+        &mut self,
+        dir: Direction,
+        len: u64,
+        gap_flags: Flags,
+        ts: u64,
+        out: &mut Vec<Box<Exchange>>,
+    ) {
         let d = dir.index();
         self.counters.lost_bytes += len;
         if len == 0 {
@@ -627,14 +645,14 @@ impl Http2Conn {
             && len <= dd.remaining as u64;
         if !in_frame {
             if dd.phase != Phase::Resync {
-                self.lose_sync(dir);
+                self.lose_sync(dir, gap_flags);
             }
             return;
         }
         let frame = dd.frame;
         let stream = self.find(frame.stream);
         if let Some(i) = stream {
-            self.streams[i].flags |= Flags::GAP;
+            self.streams[i].flags |= gap_flags;
             self.streams[i].halves[d].wire_len += len;
         }
         let dd = &mut self.dirs[d];
@@ -716,7 +734,7 @@ impl Http2Conn {
             self.malformed(dir);
             if h.len > self.frame_size_limit(dir) {
                 // Its length cannot be trusted to find the next frame.
-                self.lose_sync(dir);
+                self.lose_sync(dir, Flags::GAP);
                 return;
             }
             // A peer's malformed frame (HEADERS on stream 0, a SETTINGS of
@@ -1303,7 +1321,7 @@ impl Http2Conn {
     }
 
     /// Frame sync is lost in `dir`: find a boundary, forget the HPACK table.
-    fn lose_sync(&mut self, dir: Direction) {
+    fn lose_sync(&mut self, dir: Direction, gap_flags: Flags) {
         let d = dir.index();
         self.counters.resyncs += 1;
         if let Some(b) = self.dirs[d].block.take()
@@ -1326,7 +1344,7 @@ impl Http2Conn {
         // Frames of any open stream may be in the lost octets.
         for s in &mut self.streams {
             if !s.halves[d].ended {
-                s.flags |= Flags::GAP;
+                s.flags |= gap_flags;
             }
         }
     }
