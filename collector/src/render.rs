@@ -345,6 +345,9 @@ impl Renderer {
             },
             None => match ex.status {
                 Some(s) => write!(out, "{}", self.status_text(s, ex.reason.as_deref()))?,
+                None if resp.is_some() => {
+                    write!(out, "{}", self.paint("33", "(response unreadable)"))?
+                }
                 None => write!(out, "{}", self.paint("33", "(no response)"))?,
             },
         }
@@ -359,7 +362,7 @@ impl Renderer {
         }
         match ex.latency_ns() {
             Some(ns) => writeln!(out, "  {}", Latency(ns))?,
-            None => writeln!(out, "  ")?,
+            None => writeln!(out)?,
         }
 
         // Line 2, dimmed: who talked to whom, and how much.

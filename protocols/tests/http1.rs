@@ -522,9 +522,10 @@ fn header_overflow_is_invalid_and_next_exchange_survives() {
         sums(&got),
         vec![
             x("GET", "/1", Some(200), 0, Some(0), &[]),
+            // The request line still reads: it says what was asked.
             x(
-                "",
-                "",
+                "GET",
+                "/big",
                 Some(431),
                 0,
                 Some(0),
@@ -823,4 +824,79 @@ fn expect_continue_refused_but_body_sent_anyway() {
         ]
     );
     assert_eq!(f.conn.stats().resync_skipped_bytes, 10);
+}
+
+/// Seen from its first byte, a connection's first message starts there:
+/// an oversized first request head is the client's (reported invalid, with
+/// what its request line says), not a sign that we joined mid-message.
+#[test]
+fn oversized_first_request_is_reported() {
+    let cfg = Config {
+        max_head: 256,
+        ..Config::default()
+    };
+    let mut f = Feed::config(&cfg);
+    let mut big = b"GET /big HTTP/1.1\r\nCookie: ".to_vec();
+    big.extend_from_slice(&[b'c'; 400]);
+    big.extend_from_slice(b"\r\n\r\n");
+    f.send(REQ, &big);
+    f.send(
+        RESP,
+        b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Length: 0\r\n\r\n",
+    );
+    f.send(REQ, &get("/next"));
+    f.send(RESP, &ok("ok"));
+    let got = f.close();
+    assert_eq!(
+        sums(&got),
+        vec![
+            x(
+                "GET",
+                "/big",
+                Some(431),
+                0,
+                Some(0),
+                &["invalid", "headers_truncated"]
+            ),
+            x("GET", "/next", Some(200), 0, Some(2), &["resynced"]),
+        ]
+    );
+}
+
+/// A first response that does not parse (a bad status line, or no status
+/// line at all) answers the request we saw: that exchange is invalid, not
+/// "no response".
+#[test]
+fn unreadable_first_response_is_invalid() {
+    for bad in [
+        &b"HTTP/1.1 2OO OK\r\nContent-Length: 2\r\n\r\nhi"[..],
+        &b"<html>no status line</html>"[..],
+    ] {
+        let mut f = Feed::new();
+        f.send(REQ, &get("/bad"));
+        f.send(RESP, bad);
+        let got = f.close();
+        let s = sums(&got);
+        assert_eq!(s.len(), 1, "{s:?}");
+        assert_eq!((s[0].method.as_str(), s[0].path.as_str()), ("GET", "/bad"));
+        assert!(s[0].flags.contains(&"invalid"), "{s:?}");
+        assert!(got[0].response.is_some(), "{s:?}");
+    }
+}
+
+/// Junk before the first request of a connection seen from its start (the
+/// kernel's protocol check does not send it: a hole): the request after it
+/// is resynced to, and not called a late join.
+#[test]
+fn junk_before_the_first_request_is_not_a_late_join() {
+    let mut f = Feed::new();
+    f.drop_bytes(REQ, 14);
+    f.send(REQ, &get("/after"));
+    f.send(RESP, &ok("fine"));
+    let got = f.close();
+    let s = sums(&got);
+    assert_eq!(s.len(), 1, "{s:?}");
+    assert_eq!(s[0].path, "/after");
+    assert!(!s[0].flags.contains(&"late_join"), "{s:?}");
+    assert!(s[0].flags.contains(&"resynced"), "{s:?}");
 }

@@ -146,6 +146,8 @@ pub struct Http1 {
     /// (whose empty list comes back here), so no head allocates.
     fields: Headers,
     stats: Http1Stats,
+    /// Joined mid-way: a direction's first bytes need not start a message.
+    late: bool,
 }
 
 impl Http1 {
@@ -173,6 +175,7 @@ impl Http1 {
             gap_next: None,
             fields: Headers::new(),
             stats: Http1Stats::default(),
+            late,
         }
     }
 
@@ -325,7 +328,10 @@ impl Http1 {
             State::Resync => self.resync(d, head, eof),
             State::Body(body) => self.body(d, body, head, eof, out),
             State::Start => {
-                if self.dirs[d].fresh && head::looks_like_http1(head.bytes) == Some(false) {
+                if self.dirs[d].fresh
+                    && !self.in_sync(d)
+                    && head::looks_like_http1(head.bytes) == Some(false)
+                {
                     // Not a message start: we joined mid-message.
                     return self.bad_head(d);
                 }
@@ -358,6 +364,19 @@ impl Http1 {
         match outcome {
             HeadOutcome::NeedMore if !eof => Progress::STUCK,
             HeadOutcome::NeedMore => self.damaged_tail(d, head),
+            // Seen from its first byte, a connection's first message starts
+            // here: a start line that reads as one is a peer's malformed
+            // (or oversized) message, reported as such by the head parser
+            // of its role.
+            HeadOutcome::Invalid(_)
+                if self.in_sync(d) && head::looks_like_http1(head.bytes) == Some(true) =>
+            {
+                self.set_roles(if is_status { dir.opposite() } else { dir });
+                Progress {
+                    consumed: 0,
+                    changed: true,
+                }
+            }
             HeadOutcome::Invalid(_) => self.bad_head(d),
             HeadOutcome::Done { .. } => {
                 self.set_roles(if is_status { dir.opposite() } else { dir });
@@ -391,10 +410,11 @@ impl Http1 {
     }
 
     fn enter_resync(&mut self, d: usize) {
+        let late = self.late;
         let dir = &mut self.dirs[d];
         dir.state = State::Resync;
         dir.next_flags |= Flags::RESYNCED;
-        if dir.fresh {
+        if dir.fresh && late {
             dir.next_flags |= Flags::LATE_JOIN;
         }
     }
@@ -432,9 +452,12 @@ impl Http1 {
         Progress::used(1)
     }
 
+    /// Whether the next bytes of direction `d` start a message: after one
+    /// that parsed, or at the very start of a connection seen from its
+    /// start; not while resyncing.
     fn in_sync(&self, d: usize) -> bool {
         let dir = &self.dirs[d];
-        !dir.fresh && !dir.next_flags.contains(Flags::RESYNCED)
+        (!dir.fresh || !self.late) && !dir.next_flags.contains(Flags::RESYNCED)
     }
 
     fn request_head(
@@ -481,8 +504,15 @@ impl Http1 {
                     if *err == HeadError::Overflow {
                         ex.flags |= Flags::HEADERS_TRUNCATED;
                     }
+                    // The start line may still read (a head too large, a
+                    // bad header field): keep what it says.
+                    if let Some((method, target)) = head::partial_request_line(head.bytes) {
+                        ex.method.push_str(method);
+                        ex.path.push_str(target);
+                    }
                     ex.request.first_ns = head.ts_at(0);
                     ex.request.last_ns = head.ts_at(0);
+                    self.dirs[d].fresh = false;
                     let seq = self
                         .stitch
                         .push_request(ex, MethodKind::Other, false, false, out);
@@ -618,6 +648,13 @@ impl Http1 {
                     };
                     if let Some(seq) = seq {
                         self.dirs[d].cur = Some(seq);
+                        self.dirs[d].fresh = false;
+                        if let Some(e) = self.stitch.get_mut(seq) {
+                            // A response came, unreadable.
+                            let msg = e.ex.response_mut();
+                            msg.first_ns = first_ns;
+                            msg.last_ns = first_ns;
+                        }
                         let mut f = Flags::INVALID;
                         if *err == HeadError::Overflow {
                             f |= Flags::HEADERS_TRUNCATED;
