@@ -900,3 +900,24 @@ fn junk_before_the_first_request_is_not_a_late_join() {
     assert!(!s[0].flags.contains(&"late_join"), "{s:?}");
     assert!(s[0].flags.contains(&"resynced"), "{s:?}");
 }
+
+/// The same with the default limits, in capture-sized events: the 70 KB
+/// head is skipped as it is resynced through, and that must not make the
+/// connection "not HTTP" (it read a start line).
+#[test]
+fn oversized_first_request_default_limits_in_chunks() {
+    let mut f = Feed::new();
+    let mut big = b"GET /bigreq HTTP/1.1\r\nHost: h\r\nX-Big: ".to_vec();
+    big.extend_from_slice(&[b'b'; 70000]);
+    big.extend_from_slice(b"\r\n\r\n");
+    for c in big.chunks(32768) {
+        f.send(REQ, c);
+    }
+    f.send(RESP, &ok("good"));
+    let got = f.close();
+    let s = sums(&got);
+    assert_eq!(s.len(), 1, "{s:?}");
+    assert_eq!(s[0].path, "/bigreq", "{s:?}");
+    assert_eq!(s[0].status, Some(200), "{s:?}");
+    assert!(s[0].flags.contains(&"headers_truncated"), "{s:?}");
+}

@@ -197,9 +197,10 @@ impl Http1 {
         self.req_dir
     }
 
-    /// True once any message head was parsed.
+    /// Whether a message was read, or at least its start line (a head too
+    /// large or malformed, reported invalid): the connection is HTTP.
     pub fn seen_message(&self) -> bool {
-        self.stats.heads > 0
+        self.stats.heads > 0 || self.req_dir.is_some()
     }
 
     /// A protocol switch that another parser must take over, if one happened.
