@@ -8,8 +8,14 @@ use protocols::record::{Exchange, Proto, Side};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum FilterError {
-    #[error("--status {0:?}: use a code (404), a class (5xx), a range (400-499), or a comma list")]
+    #[error(
+        "--status {0:?}: use a code (404), a class (5xx), a range (400-499), or a comma list; codes have three digits"
+    )]
     Status(String),
+    #[error(
+        "--path {0:?}: a path prefix starts with / (e.g. /api), or * or a scheme (http://...) for those request forms; ~REGEX for a regular expression"
+    )]
+    PathPrefix(String),
     #[error("--path {0:?}: bad regular expression: {1}")]
     PathRegex(String, String),
     #[error("--min-latency {0:?}: use a number with a unit: 250us, 100ms, 1.5s")]
@@ -64,7 +70,14 @@ impl PathMatch {
             Some(re) => regex::Regex::new(re)
                 .map(PathMatch::Regex)
                 .map_err(|e| FilterError::PathRegex(s.to_string(), e.to_string())),
-            None => Ok(PathMatch::Prefix(s.to_string())),
+            // Request targets (RFC 9112 §3.2) start with "/", or are "*",
+            // or absolute (a scheme, for proxies), or an authority
+            // (CONNECT): a prefix that is none of these never matches.
+            None if s.starts_with('/') || s.starts_with('*') || s.contains("://") => {
+                Ok(PathMatch::Prefix(s.to_string()))
+            }
+            None if s.contains(':') => Ok(PathMatch::Prefix(s.to_string())),
+            None => Err(FilterError::PathPrefix(s.to_string())),
         }
     }
 
@@ -101,7 +114,7 @@ impl StatusMatch {
                 let code: u16 = part.parse().map_err(|_| bad())?;
                 (code, code)
             };
-            if range.0 > range.1 || range.1 > 999 {
+            if range.0 > range.1 || range.0 < 100 || range.1 > 999 {
                 return Err(bad());
             }
             ranges.push(range);
@@ -251,9 +264,24 @@ mod tests {
         assert!(s.matches(503) && !s.matches(404));
         let s = StatusMatch::parse("404, 400-403").unwrap();
         assert!(s.matches(404) && s.matches(401) && !s.matches(405));
-        for bad in ["6xx", "abc", "500-400", "", "1000"] {
+        for bad in ["6xx", "abc", "500-400", "", "1000", "99", "0-199"] {
             assert!(StatusMatch::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn path_prefixes_that_can_match() {
+        for ok in [
+            "/api",
+            "*",
+            "http://example.com/",
+            "example.com:443",
+            "~^api",
+        ] {
+            assert!(PathMatch::parse(ok).is_ok(), "{ok}");
+        }
+        let err = PathMatch::parse("api").unwrap_err().to_string();
+        assert!(err.contains("starts with /"), "{err}");
     }
 
     #[test]

@@ -170,7 +170,11 @@ impl<W: Write> Sink for HttpSink<W> {
                 String::new()
             },
             if p.lossy > 0 {
-                format!(", {} touched by loss", p.lossy)
+                format!(
+                    ", {} with bytes sniff did not see, flagged (from before it started, \
+                     not sent as not HTTP, or lost)",
+                    p.lossy
+                )
             } else {
                 String::new()
             }

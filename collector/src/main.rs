@@ -204,7 +204,7 @@ struct CaptureArgs {
     comm: Option<String>,
 
     /// Only connections with this local or remote port (repeat, or commas).
-    #[arg(long = "port", value_name = "PORT", value_delimiter = ',')]
+    #[arg(long = "port", value_name = "PORT", value_delimiter = ',', value_parser = parse_port)]
     ports: Vec<u16>,
 
     /// Capture Unix domain sockets too (off by default).
@@ -351,6 +351,14 @@ impl CaptureArgs {
                 .then(|| Duration::from_secs_f64(self.stats_interval)),
             report: true,
         }
+    }
+}
+
+fn parse_port(s: &str) -> Result<u16, String> {
+    match s.trim().parse::<u16>() {
+        Ok(0) => Err("port 0 is no connection's port".into()),
+        Ok(p) => Ok(p),
+        Err(_) => Err("a port is a number from 1 to 65535".into()),
     }
 }
 

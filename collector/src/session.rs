@@ -246,7 +246,7 @@ pub fn loss_line(s: &KernelStats, malformed: u64) -> String {
         parts.push(format!("{malformed} malformed records"));
     }
     if parts.is_empty() {
-        line.push_str("; nothing lost");
+        line.push_str("; capture lost nothing");
     } else {
         line.push_str("; ");
         line.push_str(&parts.join(", "));

@@ -905,7 +905,7 @@ fn record_then_replay_prints_what_live_printed() {
     account::check("live", &live, &did, Rules::default());
     let rec = recorder.stop();
     assert!(
-        rec.status.success() && rec.stderr.contains("nothing lost"),
+        rec.status.success() && rec.stderr.contains("capture lost nothing"),
         "{}",
         rec.stderr
     );

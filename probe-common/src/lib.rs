@@ -564,7 +564,8 @@ pub mod stat {
     pub const RINGBUF_DROPS: u32 = 2;
     /// Payload bytes in those records.
     pub const RINGBUF_DROP_BYTES: u32 = 3;
-    /// Syscalls whose bytes exceeded the cap (or iovec/mmsg limits).
+    /// Syscalls whose bytes exceeded the cap (or iovec/mmsg limits); not
+    /// sendfile/splice, whose bytes are never in user memory.
     pub const TRUNCATED_SYSCALLS: u32 = 4;
     /// Bytes moved but not captured because of the cap or limits.
     pub const TRUNCATED_BYTES: u32 = 5;

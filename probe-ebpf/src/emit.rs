@@ -159,6 +159,9 @@ pub struct Walk {
     active: u32,
     /// Bytes of all mmsg messages (first pass).
     total: u64,
+    /// The bytes never pass through user memory (sendfile, splice,
+    /// MSG_TRUNC): not a truncation a bigger cap would avoid.
+    opaque: u64,
 }
 
 /// Steps of the capture loop: each step opens a message, reads an iovec
@@ -265,6 +268,7 @@ pub fn data(meta: &DataMeta, src: &Source, pos: u64, moved: u64, cap: u32) {
     w.chunk_start = 0;
     w.failed = 0;
     w.active = 1;
+    w.opaque = matches!(src, Source::Opaque) as u64;
     match *src {
         Source::Plain { ptr } if w.limit as usize <= CHUNK_SIZE => {
             // One buffer, one event (most syscalls): no loop.
@@ -433,7 +437,7 @@ fn open_message(s: &mut Scratch) -> i64 {
 fn close_message(s: &mut Scratch) -> i64 {
     flush(s, true);
     let w = &mut s.walk;
-    if w.copied < w.syscall_len {
+    if w.copied < w.syscall_len && w.opaque == 0 {
         count(stat::TRUNCATED_SYSCALLS, 1);
         count(stat::TRUNCATED_BYTES, (w.syscall_len - w.copied) as u64);
     }
