@@ -857,7 +857,7 @@ mod tests {
     fn unseen_requests_interim_answers_and_trailers() {
         let mut e = sample();
         e.proto = Proto::Http2;
-        e.version = "HTTP/2".into();
+        e.version = "HTTP/2";
         e.method.clear();
         e.path.clear();
         e.interim = vec![100, 103];
