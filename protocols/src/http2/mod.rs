@@ -730,9 +730,10 @@ impl Http2Conn {
             dd.skip = false;
             dd.distrusted = false;
         }
-        if !h.well_formed() || h.len > self.frame_size_limit(dir) {
+        let oversized = h.len > self.frame_size_limit(dir);
+        if !h.well_formed() || oversized {
             self.malformed(dir);
-            if h.len > self.frame_size_limit(dir) {
+            if oversized {
                 // Its length cannot be trusted to find the next frame.
                 self.lose_sync(dir, Flags::GAP);
                 return;
@@ -800,9 +801,7 @@ impl Http2Conn {
                 // Only HEADERS opens a stream. DATA on a stream we never saw
                 // open is an error (RFC 9113 §5.1) when we saw the whole
                 // connection; joined late, its stream predates us.
-                let full_view =
-                    !self.flags.contains(Flags::LATE_JOIN) && self.counters.resyncs == 0;
-                let create = h.kind == FrameType::Headers || !full_view;
+                let create = h.kind == FrameType::Headers || !self.full_view();
                 if !create && self.find(h.stream).is_none() {
                     let parity = (h.stream % 2) as usize;
                     if h.stream > self.highest[parity] {
@@ -1216,9 +1215,8 @@ impl Http2Conn {
         if !create || id == 0 {
             return None;
         }
-        let full_view = !self.flags.contains(Flags::LATE_JOIN) && self.counters.resyncs == 0;
         let parity = (id % 2) as usize;
-        let closed = if full_view {
+        let closed = if self.full_view() {
             id <= self.highest[parity]
         } else {
             self.recently_closed.contains(&id)
@@ -1299,12 +1297,17 @@ impl Http2Conn {
         }
     }
 
+    /// We saw the connection from its start and never lost frame sync: every
+    /// stream's opening and every SETTINGS frame went past us.
+    fn full_view(&self) -> bool {
+        !self.flags.contains(Flags::LATE_JOIN) && self.counters.resyncs == 0
+    }
+
     /// The longest frame `dir` may send: the receiver's
     /// SETTINGS_MAX_FRAME_SIZE (16384 until it says otherwise) when we saw
     /// the connection from its start, else the most any frame can say.
     fn frame_size_limit(&self, dir: Direction) -> u32 {
-        let full_view = !self.flags.contains(Flags::LATE_JOIN) && self.counters.resyncs == 0;
-        if full_view {
+        if self.full_view() {
             self.dirs[dir.index()]
                 .max_frame_size
                 .unwrap_or(DEFAULT_MAX_FRAME_SIZE)

@@ -207,17 +207,19 @@ pub fn run(seconds: u64, rounds: usize, idle: usize) -> anyhow::Result<()> {
             for (i, (with, cpu, (counted, stats, summary))) in runs.into_iter().enumerate() {
                 let ratio = with.rps / base;
                 ratios[i].push(ratio);
+                let throughput = format!(
+                    "{label} round {} {}: {:.0} req/s without (mean of {:.0} and {:.0}), \
+                     {:.0} with sniff (ratio {ratio:.3})",
+                    round + 1,
+                    outputs[i].0,
+                    base,
+                    before.rps,
+                    after.rps,
+                    with.rps,
+                );
                 if i == floor {
-                    println!(
-                        "{label} round {} {}: {:.0} req/s without (mean of {:.0} and {:.0}), \
-                         {:.0} with sniff (ratio {ratio:.3})",
-                        round + 1,
-                        outputs[i].0,
-                        base,
-                        before.rps,
-                        after.rps,
-                        with.rps,
-                    );
+                    // Nothing is captured: nothing to count.
+                    println!("{throughput}");
                     continue;
                 }
                 let loss = if stats.is_null() {
@@ -233,15 +235,8 @@ pub fn run(seconds: u64, rounds: usize, idle: usize) -> anyhow::Result<()> {
                     )
                 };
                 println!(
-                    "{label} round {} {}: {:.0} req/s without (mean of {:.0} and {:.0}), \
-                     {:.0} with sniff (ratio {ratio:.3}); sniff reported {} of {} responses \
-                     ({:.2}%), {:.1} µs CPU per exchange; {loss}",
-                    round + 1,
-                    outputs[i].0,
-                    base,
-                    before.rps,
-                    after.rps,
-                    with.rps,
+                    "{throughput}; sniff reported {} of {} responses ({:.2}%), \
+                     {:.1} µs CPU per exchange; {loss}",
                     counted.exchanges,
                     with.requests,
                     100.0 * counted.exchanges as f64 / with.requests.max(1) as f64,
